@@ -1,0 +1,181 @@
+"""`python -m controlplane.demo`: the whole system on one machine, with a simulated fleet.
+
+Starts the ASGI server, a Celery worker, Celery beat and a simulated fleet, each as its own
+process, on the embedded defaults unless DATABASE_URL / REDIS_URL say otherwise. Ctrl-C
+(or SIGTERM) stops them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def manage(*args: str) -> str:
+    result = subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, check=True, capture_output=True, text=True
+    )
+    return result.stdout
+
+
+def wait_for_server(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"the server did not answer on {url} within {timeout_s:.0f} s")
+
+
+def start(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    print(f"  starting {name}: {' '.join(args)}", flush=True)
+    # A process group of its own, so Ctrl-C in the terminal reaches only this supervisor,
+    # which then stops each child in order.
+    return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+
+
+def stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    for name, process in reversed(processes.items()):
+        if process.poll() is None:
+            print(f"  stopping {name}", flush=True)
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for process in processes.values():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m controlplane.demo", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--mix",
+        default="cloud:2,edge:4,end:8",
+        help="simulated fleet per tier (default: %(default)s)",
+    )
+    parser.add_argument("--interval", type=int, default=5, help="heartbeat interval, seconds")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = parse_args(argv)
+    url = f"http://{options.host}:{options.port}"
+    env = {**os.environ, "TRIAD_HEARTBEAT_INTERVAL_S": str(options.interval)}
+    os.environ.update(env)
+    print("Preparing the database…", flush=True)
+    manage("migrate", "--noinput")
+    print("Users (passwords are new each run):", flush=True)
+    print(manage("bootstrap", "--users"), end="", flush=True)
+    count = sum(int(part.split(":")[1]) for part in options.mix.split(","))
+    token = manage(
+        "create_enrollment_token", "--uses", str(count), "--expires", "1h", "--name", "demo fleet"
+    ).strip()
+
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        processes["server"] = start(
+            "ASGI server",
+            [
+                PYTHON,
+                "-m",
+                "uvicorn",
+                "controlplane.asgi:application",
+                "--host",
+                options.host,
+                "--port",
+                str(options.port),
+                "--log-level",
+                "warning",
+            ],
+            env,
+        )
+        processes["worker"] = start(
+            "Celery worker",
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "controlplane",
+                "worker",
+                "--loglevel",
+                "warning",
+                "--concurrency",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            env,
+        )
+        processes["beat"] = start(
+            "Celery beat",
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "controlplane",
+                "beat",
+                "--loglevel",
+                "warning",
+            ],
+            env,
+        )
+        wait_for_server(url)
+        processes["fleet"] = start(
+            "simulated fleet",
+            [
+                PYTHON,
+                "-m",
+                "edge_agent",
+                "simulate",
+                "--server",
+                url,
+                "--token",
+                token,
+                "--count",
+                str(count),
+                "--mix",
+                options.mix,
+                "--state-dir",
+                str(ROOT / "var" / "simulated-fleet"),
+            ],
+            env,
+        )
+        print(f"\nTriad is running: open {url}/ and log in as operator or admin.", flush=True)
+        print("Press Ctrl-C to stop.\n", flush=True)
+        while not stopping:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    print(f"  {name} exited with {process.returncode}; stopping", flush=True)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        stop_all(processes)
+        print("Stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    main()

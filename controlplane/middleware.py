@@ -1,0 +1,38 @@
+"""Reject oversized API bodies before anything reads them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 with a JSON error when Content-Length exceeds TRIAD_MAX_BODY_BYTES.
+
+    Django's DATA_UPLOAD_MAX_MEMORY_SIZE also caps bodies read through request.body, which
+    covers requests without a Content-Length (chunked uploads).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        raw = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw)
+        except ValueError:
+            return JsonResponse(
+                {"detail": "Content-Length is not an integer.", "code": "bad_request"}, status=400
+            )
+        limit = settings.TRIAD_MAX_BODY_BYTES
+        if length > limit:
+            return JsonResponse(
+                {
+                    "detail": f"Request body is {length} bytes; the limit is {limit}.",
+                    "code": "request_too_large",
+                },
+                status=413,
+            )
+        return self.get_response(request)

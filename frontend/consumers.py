@@ -1,0 +1,50 @@
+"""WebSocket consumers that relay fleet events to operators' browsers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from controlplane.roles import is_operator
+from devices.events import FLEET_GROUP, device_group
+
+
+class OperatorConsumer(AsyncJsonWebsocketConsumer):
+    """Accepts only operators and admins; subclasses say which group to join."""
+
+    group_name = ""
+
+    def get_group(self) -> str:
+        return self.group_name
+
+    async def connect(self) -> None:
+        allowed = await database_sync_to_async(is_operator)(self.scope.get("user"))
+        if not allowed:
+            await self.close(code=4403)
+            return
+        self.group = self.get_group()
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+
+class FleetConsumer(OperatorConsumer):
+    group_name = FLEET_GROUP
+
+    async def fleet_device(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "device", "device": event["device"]})
+
+
+class DeviceConsumer(OperatorConsumer):
+    def get_group(self) -> str:
+        return device_group(self.scope["url_route"]["kwargs"]["device_id"])
+
+    async def device_update(self, event: dict[str, Any]) -> None:
+        await self.send_json(
+            {"type": "update", "device": event["device"], "samples": event["samples"]}
+        )

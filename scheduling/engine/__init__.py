@@ -1,0 +1,1 @@
+"""Pure multi-objective scheduling engine (numpy, pymoo; no Django). See issue 3."""
