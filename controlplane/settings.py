@@ -179,6 +179,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TierEnum": "devices.models.Tier",
+        "DeviceStatusEnum": "devices.models.DeviceStatus",
+    },
 }
 
 LOGGING = {

@@ -89,7 +89,7 @@ def enrollment_secret(db: Any) -> str:
     return secret
 
 
-HARDWARE = {
+HARDWARE: dict[str, Any] = {
     "cpu_cores": 4,
     "memory_mb": 4096,
     "gflops": 25.0,

@@ -208,7 +208,9 @@ class TelemetryQuerySerializer(serializers.Serializer):
 
 class EnrollmentTokenSerializer(serializers.ModelSerializer):
     state = serializers.CharField(read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     uses = serializers.IntegerField(min_value=1, max_value=100_000, write_only=True, default=1)
     expires_in_s = serializers.IntegerField(
         min_value=60,

@@ -75,6 +75,11 @@ class AgentView(APIView):
     authentication_classes = [DeviceCredentialAuthentication]
     permission_classes = [IsDeviceAgent]
 
+    @staticmethod
+    def agent(request: Request) -> DeviceAgent:
+        assert isinstance(request.user, DeviceAgent)  # guaranteed by IsDeviceAgent
+        return request.user
+
 
 class HeartbeatView(AgentView):
     @extend_schema(
@@ -87,7 +92,7 @@ class HeartbeatView(AgentView):
         data = _validated(s.HeartbeatRequestSerializer, request.data)
         links = [actions.LinkReport(**link) for link in data["links"]]
         try:
-            result = actions.record_heartbeat(request.user.device_id, data["telemetry"], links)
+            result = actions.record_heartbeat(self.agent(request).device_id, data["telemetry"], links)
         except actions.FleetError as error:
             raise _refusal(error) from error
         body = {
@@ -106,7 +111,7 @@ class RotateCredentialView(AgentView):
         summary="Replace the device credential; the old one stops working",
     )
     def post(self, request: Request) -> Response:
-        device = request.user.device
+        device = self.agent(request).device
         credential = actions.rotate_credential(device)
         return Response(
             s.CredentialSerializer({"device_id": device.id, "credential": credential}).data
