@@ -49,7 +49,8 @@ def stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
     for name, process in reversed(processes.items()):
         if process.poll() is None:
             print(f"  stopping {name}", flush=True)
-            os.killpg(process.pid, signal.SIGTERM)
+            # The leader only: each program stops its own children (Celery's pool) in order.
+            process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 10
     for process in processes.values():
         try:
