@@ -1,0 +1,321 @@
+"""HTTP client for the agent protocol: maps answers to typed results and exceptions."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from edge_agent import __version__
+
+ENROLL_PATH = "/api/v1/agents/enroll/"
+HEARTBEAT_PATH = "/api/v1/agents/heartbeat/"
+USER_AGENT = f"triad-edge-agent/{__version__}"
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+class AgentError(Exception):
+    """Base of every error the client raises."""
+
+
+class RetryableError(AgentError):
+    """The server is away or overloaded (connection error, timeout, 429, 5xx): retry later."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Rejected(AgentError):
+    """400: the body is invalid and nothing was stored; resending it cannot help."""
+
+    def __init__(self, message: str, errors: Any) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+class RejectedBatch(Rejected):
+    """A heartbeat's telemetry was refused (400)."""
+
+
+class EnrollmentRejected(Rejected):
+    """An enrollment was refused (400), typically an expired or used-up token."""
+
+
+class CredentialRejected(AgentError):
+    """401 (wrong or revoked credential) or 403 (device retired): stop heartbeating."""
+
+    def __init__(self, status: int, detail: str, code: str) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status, self.detail, self.code = status, detail, code
+
+
+class TooLarge(AgentError):
+    """413: the body exceeded the server's limit; send fewer samples."""
+
+
+class UnexpectedResponse(RetryableError):
+    """A status or body the protocol does not describe (a proxy's 404, an HTML error page).
+
+    Retryable rather than fatal: it usually means a misconfigured or half-deployed
+    server, and dropping queued samples over it would lose data for nothing.
+    """
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    device_id: str
+    credential: str
+    heartbeat_interval_s: float
+    server_time: str | None
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    accepted: int
+    server_time: str | None
+    heartbeat_interval_s: float | None  # from desired_state; None when the server sent none
+
+
+def format_field_errors(errors: Any, prefix: str = "") -> list[str]:
+    """Flatten DRF-style nested errors into ``field.path: message`` lines."""
+    if isinstance(errors, Mapping):
+        return [
+            line
+            for key, value in errors.items()
+            for line in format_field_errors(value, f"{prefix}.{key}" if prefix else str(key))
+        ]
+    if isinstance(errors, list) and all(isinstance(item, str) for item in errors):
+        return [f"{prefix or 'error'}: {message}" for message in errors]
+    if isinstance(errors, list):
+        return [
+            line
+            for index, item in enumerate(errors)
+            for line in format_field_errors(item, f"{prefix}[{index}]")
+        ]
+    return [f"{prefix or 'error'}: {errors}"]
+
+
+def _json_or_text(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:500]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value: str | None = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:  # the HTTP-date form
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(parsed.timestamp() - time.time(), 0.0)
+
+
+def raise_for_error(response: httpx.Response, rejected: type[Rejected]) -> None:
+    """Raise the exception the protocol's status table prescribes; return on 2xx."""
+    status = response.status_code
+    if status < 300:
+        return
+    body = _json_or_text(response)
+    if status == 400:
+        lines = "; ".join(format_field_errors(body)) or "no details"
+        raise rejected(f"400 rejected: {lines}", body)
+    if status in (401, 403):
+        detail = body.get("detail", "") if isinstance(body, dict) else str(body)
+        code = body.get("code", "") if isinstance(body, dict) else ""
+        raise CredentialRejected(status, str(detail), str(code or status))
+    if status == 413:
+        raise TooLarge("413: body larger than the server accepts")
+    if status == 429 or status >= 500:
+        raise RetryableError(f"{status} from server", _retry_after(response))
+    raise UnexpectedResponse(f"unexpected {status} from server: {str(body)[:200]}")
+
+
+def _positive_interval(value: Any) -> float | None:
+    try:
+        interval = float(value)
+    except (TypeError, ValueError):
+        return None
+    return interval if interval > 0 else None
+
+
+def _count(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def parse_enroll(response: httpx.Response) -> EnrollResult:
+    raise_for_error(response, EnrollmentRejected)
+    body = _json_or_text(response)
+    try:
+        return EnrollResult(
+            device_id=str(body["device_id"]),
+            credential=str(body["credential"]),
+            heartbeat_interval_s=_positive_interval(body.get("heartbeat_interval_s")) or 10.0,
+            server_time=body.get("server_time"),
+        )
+    except (KeyError, TypeError) as exc:
+        raise UnexpectedResponse(f"malformed enrollment answer: {str(body)[:200]}") from exc
+
+
+def parse_heartbeat(response: httpx.Response) -> HeartbeatResult:
+    raise_for_error(response, RejectedBatch)
+    body = _json_or_text(response)
+    body = body if isinstance(body, dict) else {}
+    desired = body.get("desired_state")
+    desired = desired if isinstance(desired, dict) else {}
+    return HeartbeatResult(
+        accepted=_count(body.get("accepted")),
+        server_time=body.get("server_time"),
+        heartbeat_interval_s=_positive_interval(desired.get("heartbeat_interval_s")),
+    )
+
+
+def enroll_body(
+    token: str,
+    name: str,
+    tier: str,
+    hardware: Mapping[str, Any],
+    labels: Mapping[str, str] | None = None,
+    location: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"token": token, "name": name, "tier": tier, "hardware": dict(hardware)}
+    if labels:
+        body["labels"] = dict(labels)
+    if location:
+        body["location"] = location
+    return body
+
+
+def heartbeat_body(
+    telemetry: list[dict[str, Any]], links: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"telemetry": telemetry}
+    if links:
+        body["links"] = links
+    return body
+
+
+def bearer(credential: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential}"}
+
+
+@contextmanager
+def transport_errors_are_retryable() -> Iterator[None]:
+    """Turn httpx transport failures (refused, reset, timeouts) into RetryableError."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+
+
+class AgentClient:
+    """Synchronous client used by ``enroll`` and ``run``."""
+
+    def __init__(
+        self,
+        server: str,
+        credential: str | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.credential = credential
+        self._http = httpx.Client(
+            base_url=server,
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def enroll(self, body: dict[str, Any]) -> EnrollResult:
+        with transport_errors_are_retryable():
+            response = self._http.post(ENROLL_PATH, json=body)
+        result = parse_enroll(response)
+        self.credential = result.credential
+        return result
+
+    def heartbeat(
+        self, telemetry: list[dict[str, Any]], links: list[dict[str, Any]] | None = None
+    ) -> HeartbeatResult:
+        with transport_errors_are_retryable():
+            response = self._http.post(
+                HEARTBEAT_PATH, json=heartbeat_body(telemetry, links), headers=self._auth()
+            )
+        return parse_heartbeat(response)
+
+    def _auth(self) -> dict[str, str]:
+        if not self.credential:
+            raise CredentialRejected(401, "no credential; enroll first", "not_enrolled")
+        return bearer(self.credential)
+
+
+class AsyncAgentClient:
+    """Async client over a shared ``httpx.AsyncClient`` (one connection pool per simulator)."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def enroll(self, body: dict[str, Any]) -> EnrollResult:
+        with transport_errors_are_retryable():
+            response = await self._http.post(ENROLL_PATH, json=body)
+        return parse_enroll(response)
+
+    async def heartbeat(
+        self,
+        credential: str,
+        telemetry: list[dict[str, Any]],
+        links: list[dict[str, Any]] | None = None,
+    ) -> HeartbeatResult:
+        with transport_errors_are_retryable():
+            response = await self._http.post(
+                HEARTBEAT_PATH, json=heartbeat_body(telemetry, links), headers=bearer(credential)
+            )
+        return parse_heartbeat(response)
+
+
+def iter_rejected_indexes(errors: Any, batch_size: int) -> Iterator[int]:
+    """Indexes of samples the server flagged in a per-sample 400 answer.
+
+    DRF reports list-item errors as a list aligned with the batch (``{}`` for good
+    items). Yields nothing when the answer has no such alignment, in which case the
+    caller cannot tell good from bad and must treat the whole batch as rejected.
+    """
+    items = errors.get("telemetry") if isinstance(errors, dict) else None
+    if not isinstance(items, list) or len(items) != batch_size:
+        return
+    if not all(isinstance(item, dict) for item in items):
+        return
+    yield from (index for index, item in enumerate(items) if item)
+
+
+def is_batch_level_error(errors: Any) -> bool:
+    """True when the 400 is about the telemetry list as a whole (e.g. too many items).
+
+    The server's batch limit is configurable (TRIAD_MAX_TELEMETRY_BATCH) and not
+    advertised, so a smaller batch may well be accepted where this one was not.
+    """
+    items = errors.get("telemetry") if isinstance(errors, dict) else None
+    return isinstance(items, list) and bool(items) and all(isinstance(i, str) for i in items)

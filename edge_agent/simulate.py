@@ -1,0 +1,288 @@
+"""``simulate``: many simulated agents in one process, for load tests and demos."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edge_agent.backoff import Backoff, jittered
+from edge_agent.client import (
+    DEFAULT_TIMEOUT,
+    USER_AGENT,
+    AsyncAgentClient,
+    CredentialRejected,
+    Rejected,
+    RetryableError,
+    TooLarge,
+    enroll_body,
+)
+from edge_agent.fleet_model import TIERS, SimulatedDevice, draw_device
+from edge_agent.hardware import HardwareProfile
+from edge_agent.spool import DROPPED_METRIC
+from edge_agent.state import AgentState, StateError, read_json, write_private_json
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING_SAMPLES = 500  # the protocol's default batch limit
+
+
+@dataclass
+class SimConfig:
+    server: str
+    token: str
+    mix: dict[str, int]
+    state_dir: Path
+    interval_s: float | None = None  # None: follow the server's heartbeat_interval_s
+    duration_s: float | None = None
+    seed: int = 0
+    status_every_s: float = 10.0
+    max_connections: int = 100
+
+
+@dataclass
+class SimStats:
+    total: int
+    active: int = 0  # agents holding a credential right now
+    enrolled: int = 0  # enrollments made, re-enrollments after a 401 included
+    reused: int = 0  # agents that started from a stored credential
+    heartbeats: int = 0
+    samples: int = 0
+    errors: int = 0
+    stopped_agents: int = 0
+    fatal_reasons: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"simulate: {self.active}/{self.total} agents enrolled "
+            f"({self.enrolled} enrollments, {self.reused} reused), {self.heartbeats} heartbeats "
+            f"({self.samples} samples), {self.errors} errors, {self.stopped_agents} stopped"
+        )
+
+
+def tiers_from_mix(mix: dict[str, int]) -> list[str]:
+    """Tier of each agent index, in a stable order so restarts map index -> same tier."""
+    return [tier for tier in TIERS for _ in range(mix.get(tier, 0))]
+
+
+class SimulatedAgent:
+    """Enrolls once (or reuses its stored credential), then heartbeats on its own phase."""
+
+    def __init__(
+        self,
+        device: SimulatedDevice,
+        config: SimConfig,
+        client: AsyncAgentClient,
+        stats: SimStats,
+    ) -> None:
+        self._device = device
+        self._config = config
+        self._client = client
+        self._stats = stats
+        self._rng = random.Random(f"triad-sim-timing:{config.seed}:{device.index}")
+        self._backoff = Backoff(self._rng)
+        self._state_path = config.state_dir / f"sim-{device.index}.json"
+        self._state: AgentState | None = None
+        self._pending: deque[dict[str, Any]] = deque()
+        self._dropped = 0
+
+    async def run(self) -> None:
+        try:
+            await self._enroll_or_reuse()
+        except _AgentStopped as exc:
+            self._stop(str(exc))
+            return
+        self._stats.active += 1
+        try:
+            await self._heartbeat_forever()
+        except _AgentStopped as exc:
+            self._stats.active -= 1
+            self._stop(str(exc))
+
+    def _stop(self, reason: str) -> None:
+        self._stats.stopped_agents += 1
+        self._stats.fatal_reasons.append(reason)
+        log.warning("agent %d stopped: %s", self._device.index, reason)
+
+    async def _enroll_or_reuse(self) -> None:
+        stored = self._load_stored()
+        if stored is None:
+            await self._enroll()
+            return
+        self._state = stored
+        # The server knows the stored hardware; keep reporting against it.
+        self._device.hardware = HardwareProfile(**stored.hardware)
+        self._stats.reused += 1
+
+    def _load_stored(self) -> AgentState | None:
+        try:
+            state = AgentState.from_json(read_json(self._state_path))
+            HardwareProfile(**state.hardware)
+        except (StateError, TypeError):
+            return None
+        # A different server or tier (the mix changed) is a different device.
+        if state.server != self._config.server or state.tier != self._device.tier:
+            return None
+        return state
+
+    async def _enroll(self) -> None:
+        device = self._device
+        body = enroll_body(
+            token=self._config.token,
+            name=device.name,
+            tier=device.tier,
+            hardware=device.hardware.to_json(),
+            labels={"simulated": "true"},
+            location=f"simulated site {device.index % 16}",
+        )
+        while True:
+            try:
+                result = await self._client.enroll(body)
+                break
+            except RetryableError as exc:
+                self._stats.errors += 1
+                await asyncio.sleep(self._backoff.next_delay(exc.retry_after_s))
+            except (Rejected, CredentialRejected, TooLarge) as exc:
+                self._stats.errors += 1
+                raise _AgentStopped(f"enrollment refused: {exc}") from exc
+        self._backoff.reset()
+        self._state = AgentState(
+            server=self._config.server,
+            device_id=result.device_id,
+            credential=result.credential,
+            heartbeat_interval_s=result.heartbeat_interval_s,
+            hardware=device.hardware.to_json(),
+            tier=device.tier,
+        )
+        await asyncio.to_thread(write_private_json, self._state_path, self._state.to_json())
+        self._stats.enrolled += 1
+
+    def _interval(self) -> float:
+        assert self._state is not None
+        return self._config.interval_s or self._state.heartbeat_interval_s
+
+    async def _heartbeat_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        # A random phase spreads the fleet's heartbeats over the interval.
+        await asyncio.sleep(self._rng.uniform(0.0, self._interval()))
+        last_t = loop.time()
+        retry_at = 0.0
+        while True:
+            now = loop.time()
+            self._queue(self._device.sample(datetime.now(UTC), now - last_t))
+            last_t = now
+            if now >= retry_at:
+                retry_at = await self._send_pending(now)
+            await asyncio.sleep(jittered(self._interval(), self._rng))
+
+    def _queue(self, sample: dict[str, Any]) -> None:
+        if len(self._pending) >= MAX_PENDING_SAMPLES:
+            self._pending.popleft()
+            self._dropped += 1
+        if self._dropped:
+            sample["metrics"] = {**sample["metrics"], DROPPED_METRIC: self._dropped}
+            self._dropped = 0
+        self._pending.append(sample)
+
+    async def _send_pending(self, now: float) -> float:
+        """Send the queued samples; returns the earliest time to try again."""
+        assert self._state is not None
+        batch = list(self._pending)
+        try:
+            result = await self._client.heartbeat(
+                self._state.credential, batch, self._device.links()
+            )
+        except RetryableError as exc:
+            self._stats.errors += 1
+            return now + self._backoff.next_delay(exc.retry_after_s)
+        except (Rejected, TooLarge) as exc:
+            self._stats.errors += 1
+            log.error("agent %d: batch dropped: %s", self._device.index, exc)
+            self._pending.clear()
+            return now
+        except CredentialRejected as exc:
+            self._stats.errors += 1
+            await self._recover_credential(exc)
+            return now
+        self._pending.clear()
+        self._backoff.reset()
+        self._stats.heartbeats += 1
+        self._stats.samples += len(batch)
+        if result.heartbeat_interval_s and self._config.interval_s is None:
+            self._state = replace(self._state, heartbeat_interval_s=result.heartbeat_interval_s)
+        return now
+
+    async def _recover_credential(self, exc: CredentialRejected) -> None:
+        # 401: the stored credential is stale (e.g. the database was reset): enroll anew.
+        # 403: the device was retired on purpose; coming back as a new one would defeat that.
+        if exc.status != 401:
+            raise _AgentStopped(f"heartbeat refused: {exc}")
+        log.warning("agent %d: credential rejected, enrolling again", self._device.index)
+        await self._enroll()
+
+
+class _AgentStopped(Exception):
+    """This simulated agent cannot go on (retired device, refused enrollment)."""
+
+
+async def _report_status(stats: SimStats, every_s: float, report: Callable[[str], None]) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        report(stats.line())
+
+
+async def run_simulation(
+    config: SimConfig,
+    stop: asyncio.Event | None = None,
+    report: Callable[[str], None] = print,
+) -> SimStats:
+    """Run the simulated fleet until ``stop`` is set, ``duration_s`` passes, or all agents stop."""
+    stop = stop or asyncio.Event()
+    tiers = tiers_from_mix(config.mix)
+    stats = SimStats(total=len(tiers))
+    limits = httpx.Limits(
+        max_connections=max(1, min(config.max_connections, len(tiers))),
+        max_keepalive_connections=max(1, min(config.max_connections, len(tiers))),
+    )
+    async with httpx.AsyncClient(
+        base_url=config.server,
+        limits=limits,
+        timeout=DEFAULT_TIMEOUT,
+        headers={"User-Agent": USER_AGENT},
+    ) as http:
+        client = AsyncAgentClient(http)
+        agents = [
+            SimulatedAgent(draw_device(index, tier, config.seed), config, client, stats)
+            for index, tier in enumerate(tiers)
+        ]
+        tasks = [asyncio.create_task(agent.run()) for agent in agents]
+        reporter = asyncio.create_task(_report_status(stats, config.status_every_s, report))
+        await _wait_for_end(tasks, stop, config.duration_s)
+        for task in [*tasks, reporter]:
+            task.cancel()
+        results = await asyncio.gather(*tasks, reporter, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            log.error("a simulated agent crashed: %r", result)
+    report(stats.line())
+    return stats
+
+
+async def _wait_for_end(
+    tasks: list[asyncio.Task[None]], stop: asyncio.Event, duration_s: float | None
+) -> None:
+    stopper = asyncio.create_task(stop.wait())
+    all_done = asyncio.gather(*tasks, return_exceptions=True)
+    waiters: set[asyncio.Future[Any]] = {stopper, all_done}
+    try:
+        await asyncio.wait(waiters, timeout=duration_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
