@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "controlplane",
     "devices",
@@ -79,7 +80,14 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'triad.sqlite3'}")
-DATABASES = {"default": parse_database_url("DATABASE_URL", DATABASE_URL, BASE_DIR).as_django()}
+# PostgreSQL connections per process (0: connect per request). Mind max_connections:
+# server processes x TRIAD_DB_POOL_SIZE, plus Celery workers, must fit under it.
+TRIAD_DB_POOL_SIZE = env_int("TRIAD_DB_POOL_SIZE", 8, minimum=0)
+DATABASES = {
+    "default": parse_database_url("DATABASE_URL", DATABASE_URL, BASE_DIR).as_django(
+        pool_size=TRIAD_DB_POOL_SIZE
+    )
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -106,7 +114,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("TRIAD_CHANNEL_PREFIX", "triad")},
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s that
+                # channels-redis blocks in BZPOPMIN while a consumer waits: the read then
+                # races the empty reply, and idle WebSocket consumers crash every few
+                # seconds. Wait longer than the BZPOPMIN, but not forever on a dead Redis.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "prefix": env_str("TRIAD_CHANNEL_PREFIX", "triad"),
+            },
         }
     }
 else:
@@ -179,6 +194,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "TierEnum": "devices.models.Tier",
         "DeviceStatusEnum": "devices.models.DeviceStatus",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -56,3 +57,12 @@ def test_schema_lists_every_api_route(db: Any) -> None:
 
 def test_docs_page_served(db: Any) -> None:
     assert APIClient().get("/api/docs/").status_code == 200
+
+
+def test_docs_page_needs_no_cdn(db: Any) -> None:
+    page = APIClient().get("/api/docs/").content.decode()
+    assert "cdn." not in page and "unpkg" not in page
+    assert "/static/drf_spectacular_sidecar/" in page
+    bundle = re.search(r'src="(/static/drf_spectacular_sidecar/[^"]+\.js)"', page)
+    assert bundle is not None
+    assert APIClient().get(bundle.group(1)).status_code == 200
