@@ -66,7 +66,7 @@ class DatabaseUrl:
     host: str = ""
     port: str = ""
 
-    def as_django(self) -> dict[str, object]:
+    def as_django(self, pool_size: int = 0) -> dict[str, object]:
         config: dict[str, object] = {"ENGINE": self.engine, "NAME": self.name}
         if self.engine.endswith("postgresql"):
             config.update(
@@ -74,10 +74,20 @@ class DatabaseUrl:
                 PASSWORD=self.password,
                 HOST=self.host,
                 PORT=self.port,
-                # Persistent connections: the heartbeat path must not pay a connect per request.
-                CONN_MAX_AGE=60,
+                # No persistent connections: under ASGI Django runs each request's sync code
+                # on a thread of its own, so a per-thread persistent connection is never
+                # reused and leaks until garbage collection; the server soon runs out of
+                # connections. Django's docs say to pool instead under ASGI.
+                CONN_MAX_AGE=0,
                 CONN_HEALTH_CHECKS=True,
             )
+            if pool_size:
+                # Each server process shares at most `pool_size` connections between its
+                # requests (the heartbeat path must not pay a connect per request); when all
+                # are busy a request waits for one, for 10 s at most.
+                config["OPTIONS"] = {
+                    "pool": {"min_size": min(2, pool_size), "max_size": pool_size, "timeout": 10}
+                }
         else:
             # SQLite serialises writers; wait for the lock instead of failing at once, and
             # use WAL so the UI's readers never block the heartbeat writers.

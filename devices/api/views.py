@@ -92,7 +92,9 @@ class HeartbeatView(AgentView):
         data = _validated(s.HeartbeatRequestSerializer, request.data)
         links = [actions.LinkReport(**link) for link in data["links"]]
         try:
-            result = actions.record_heartbeat(self.agent(request).device_id, data["telemetry"], links)
+            result = actions.record_heartbeat(
+                self.agent(request).device_id, data["telemetry"], links
+            )
         except actions.FleetError as error:
             raise _refusal(error) from error
         body = {
