@@ -44,15 +44,16 @@ async def test_heartbeat_reaches_an_operators_fleet_socket(operator: Any, enroll
         sample = {"ts": timezone.now(), "cpu_percent": 42.5, "memory_percent": 50.0}
         await sync_to_async(record_heartbeat)(device.id, [sample])
         message = await socket.receive_json_from(timeout=5)
-        assert message["type"] == "device"
-        assert message["device"]["id"] == str(device.id)
-        assert message["device"]["status"] == "online"
-        assert message["device"]["cpu_percent"] == 42.5
-        assert message["device"]["tier"] == "end" and message["device"]["name"] == "cam-1"
+        assert message["type"] == "devices"
+        [summary] = message["devices"]
+        assert summary["id"] == str(device.id)
+        assert summary["status"] == "online"
+        assert summary["cpu_percent"] == 42.5
+        assert summary["tier"] == "end" and summary["name"] == "cam-1"
 
         await sync_to_async(retire_device)(device)
         message = await socket.receive_json_from(timeout=5)
-        assert message["device"]["status"] == "retired"
+        assert message["devices"][0]["status"] == "retired"
     finally:
         await socket.disconnect()
 

@@ -121,7 +121,7 @@ def test_worker_event_reaches_a_websocket_client(
             offline_event, "the offline event on the WebSocket", 30, 0
         )
     processes.wait_task_succeeded(worker, task_id)
-    assert event["type"] in ("device", "devices")
+    assert event["type"] == "devices"
     names = [item["name"] for item in device_summaries(event) if item["id"] == str(device.id)]
     assert names == ["cam-ws"]
     assert status_of(device) == DeviceStatus.OFFLINE

@@ -96,10 +96,12 @@
   });
   Triad.live("/ws/fleet/", {
     onMessage(message) {
-      if (message.type !== "device") return;
-      const row = apply(message.device);
-      row.dataset.seen = performance.now();
-      flash(row);
+      if (message.type !== "devices") return;
+      for (const device of message.devices) {
+        const row = apply(device);
+        row.dataset.seen = performance.now();
+        flash(row);
+      }
       refreshCounts();
     },
     onOpen: resync,
