@@ -72,7 +72,11 @@ class TelemetrySampleSerializer(serializers.Serializer):
     memory_percent = _non_negative(max_value=100, required=False, allow_null=True)
     power_w = _non_negative(max_value=1e5, required=False, allow_null=True)
     energy_j = _non_negative(required=False, allow_null=True)
-    inference_count = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    # At most what the database's 32-bit column holds: a larger count is the agent's error
+    # (a 400 naming the field), not the server's (a 500 from the INSERT).
+    inference_count = serializers.IntegerField(
+        min_value=0, max_value=2_147_483_647, required=False, allow_null=True
+    )
     latency_p50_ms = _non_negative(required=False, allow_null=True)
     latency_p95_ms = _non_negative(required=False, allow_null=True)
     latency_p99_ms = _non_negative(required=False, allow_null=True)
