@@ -81,7 +81,8 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'triad.sqlite3'}")
 # PostgreSQL connections per process (0: connect per request). Mind max_connections:
-# server processes x TRIAD_DB_POOL_SIZE, plus Celery workers, must fit under it.
+# server processes x (TRIAD_DB_POOL_SIZE + 2 for the heartbeat fast path, see
+# devices/ingest.py), plus Celery workers, must fit under it.
 TRIAD_DB_POOL_SIZE = env_int("TRIAD_DB_POOL_SIZE", 8, minimum=0)
 DATABASES = {
     "default": parse_database_url("DATABASE_URL", DATABASE_URL, BASE_DIR).as_django(

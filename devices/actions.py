@@ -193,11 +193,15 @@ def record_heartbeat(
         raise DeviceRetired("Device is retired.")
     rows = [Telemetry(device=device, received_at=now, **sample) for sample in samples]
     _refresh_liveness(device, rows, now)
-    Telemetry.objects.bulk_create(rows)
+    # A sample the agent resends (its answer was lost) is stored once.
+    Telemetry.objects.bulk_create(rows, ignore_conflicts=True)
     if links:
         _store_links(device, links, now)
     transaction.on_commit(lambda: events.publish_device(device, rows))
     return HeartbeatResult(device=device, accepted=len(rows), desired_state=desired_state(device))
+
+
+LATEST_READINGS = ("cpu_percent", "memory_percent", "power_w", "energy_j")
 
 
 def _refresh_liveness(device: Device, rows: list[Telemetry], now: datetime) -> None:
@@ -207,12 +211,12 @@ def _refresh_liveness(device: Device, rows: list[Telemetry], now: datetime) -> N
         seconds=device.heartbeat_interval_s * settings.TRIAD_OFFLINE_AFTER_MISSED
     )
     latest = max(rows, key=lambda row: row.ts, default=None)
-    if latest is not None:
-        device.last_cpu_percent = latest.cpu_percent
-        device.last_memory_percent = latest.memory_percent
-        device.last_power_w = latest.power_w
-        device.last_energy_j = latest.energy_j
-        fields += ["last_cpu_percent", "last_memory_percent", "last_power_w", "last_energy_j"]
+    for reading in LATEST_READINGS:
+        # A sample that leaves a reading out keeps the previous one on show.
+        value = getattr(latest, reading, None)
+        if value is not None:
+            setattr(device, f"last_{reading}", value)
+            fields.append(f"last_{reading}")
     if device.status != DeviceStatus.ONLINE:
         _record_flip(device, DeviceStatus.ONLINE, "heartbeat received", now)
         fields.append("status")

@@ -139,7 +139,7 @@ def _latest(samples: list[dict[str, Any]]) -> dict[str, Any] | None:
 HEARTBEATS_SQL = f"""
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(%(heartbeats)s::jsonb) AS i(
-        device_id uuid, key_hash text, now timestamptz, has_sample boolean,
+        device_id uuid, key_hash text, now timestamptz,
         cpu_percent float8, memory_percent float8, power_w float8, energy_j float8,
         samples jsonb
     )
@@ -160,11 +160,10 @@ WITH input AS (
     SET status = '{DeviceStatus.ONLINE}',
         last_heartbeat_at = i.now,
         offline_after = i.now + make_interval(secs => d.heartbeat_interval_s * %(missed)s),
-        last_cpu_percent = CASE WHEN i.has_sample THEN i.cpu_percent ELSE d.last_cpu_percent END,
-        last_memory_percent = CASE WHEN i.has_sample THEN i.memory_percent
-                                   ELSE d.last_memory_percent END,
-        last_power_w = CASE WHEN i.has_sample THEN i.power_w ELSE d.last_power_w END,
-        last_energy_j = CASE WHEN i.has_sample THEN i.energy_j ELSE d.last_energy_j END
+        last_cpu_percent = COALESCE(i.cpu_percent, d.last_cpu_percent),
+        last_memory_percent = COALESCE(i.memory_percent, d.last_memory_percent),
+        last_power_w = COALESCE(i.power_w, d.last_power_w),
+        last_energy_j = COALESCE(i.energy_j, d.last_energy_j)
     FROM old JOIN input AS i ON i.device_id = old.id
     WHERE d.id = old.id
     RETURNING d.id, old.status AS was, i.now, i.samples, d.name, d.tier,
@@ -184,6 +183,8 @@ WITH input AS (
         ts timestamptz, {", ".join(f"{c} float8" for c in FLOAT_FIELDS)},
         inference_count integer, metrics jsonb
     )
+    -- A sample the agent resends (its answer was lost) is stored once.
+    ON CONFLICT (device_id, ts) DO NOTHING
 )
 SELECT id, name, tier, heartbeat_interval_s, last_cpu_percent, last_memory_percent,
        last_power_w, last_energy_j
@@ -334,7 +335,6 @@ class HeartbeatIngest:
             "device_id": str(device_id),
             "key_hash": hash_secret(credential),
             "now": now,
-            "has_sample": bool(latest),
             "cpu_percent": latest.get("cpu_percent"),
             "memory_percent": latest.get("memory_percent"),
             "power_w": latest.get("power_w"),

@@ -207,7 +207,10 @@ class Telemetry(models.Model):
     """One sample reported by an agent."""
 
     id = models.BigAutoField(primary_key=True)
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="telemetry")
+    # No index of its own: the (device, ts) unique constraint's index serves device lookups.
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, related_name="telemetry", db_index=False
+    )
     ts = models.DateTimeField()
     received_at = models.DateTimeField(default=timezone.now)
     cpu_percent = models.FloatField(null=True, blank=True)
@@ -222,7 +225,8 @@ class Telemetry(models.Model):
 
     class Meta:
         ordering = ["device", "ts"]
-        indexes = [models.Index(fields=["device", "ts"], name="telemetry_device_ts_idx")]
+        # Agents deliver at least once; a sample is stored once.
+        constraints = [models.UniqueConstraint(fields=["device", "ts"], name="one_sample_per_ts")]
         verbose_name_plural = "telemetry"
 
     def __str__(self) -> str:

@@ -12,6 +12,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -74,6 +75,8 @@ class EnrollView(APIView):
 class AgentView(APIView):
     authentication_classes = [DeviceCredentialAuthentication]
     permission_classes = [IsDeviceAgent]
+    # Agents speak JSON only; the browsable API expects a Django user.
+    renderer_classes = [JSONRenderer]
 
     @staticmethod
     def agent(request: Request) -> DeviceAgent:

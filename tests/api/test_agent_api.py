@@ -148,6 +148,24 @@ class TestHeartbeat:
         assert device.status_changes.get().to_status == DeviceStatus.ONLINE
         assert NetworkLink.objects.get().dst_tier == "cloud"
 
+    def test_resent_samples_are_stored_once(self, agent_client: Any) -> None:
+        body = {"telemetry": [sample()]}
+        for _ in range(2):  # the agent resends when it never saw the first answer
+            assert agent_client.post(HEARTBEAT, body, format="json").status_code == 200
+        assert Telemetry.objects.count() == 1
+
+    def test_missing_readings_keep_the_previous_ones(self, agent_client: Any) -> None:
+        agent_client.post(HEARTBEAT, {"telemetry": [sample(power_w=5.0)]}, format="json")
+        partial = {"ts": timezone.now().isoformat(), "cpu_percent": 70.0}
+        agent_client.post(HEARTBEAT, {"telemetry": [partial]}, format="json")
+        device = Device.objects.get()
+        assert device.last_cpu_percent == 70.0 and device.last_power_w == 5.0
+
+    def test_agent_api_speaks_json_only(self, agent_client: Any) -> None:
+        response = agent_client.post(HEARTBEAT, {}, format="json", HTTP_ACCEPT="text/html")
+        assert response.status_code == 406
+        assert response.json()["code"] == "not_acceptable"
+
     def test_empty_heartbeat_is_keep_alive(self, agent_client: Any) -> None:
         response = agent_client.post(HEARTBEAT, {}, format="json")
         assert response.status_code == 200 and response.json()["accepted"] == 0

@@ -197,6 +197,24 @@ class TestFastPath:
         fresh, rows, changes = await stored()
         assert len(rows) == 2 and len(changes) == 1 and fresh.last_cpu_percent == 20.0
 
+    async def test_resent_samples_are_stored_once_and_missing_readings_kept(
+        self, agent: httpx.AsyncClient, enrolled: Any
+    ) -> None:
+        device, _ = enrolled
+        body = {"telemetry": [sample(power_w=5.0)]}
+        for _ in range(2):  # the agent resends when it never saw the first answer
+            assert (await agent.post(HEARTBEAT, json=body)).status_code == 200
+        partial = {"ts": timezone.now().isoformat(), "cpu_percent": 70.0}
+        assert (await agent.post(HEARTBEAT, json={"telemetry": [partial]})).status_code == 200
+
+        @database_sync_to_async
+        def stored() -> tuple[Device, int]:
+            return Device.objects.get(pk=device.pk), Telemetry.objects.filter(device=device).count()
+
+        fresh, count = await stored()
+        assert count == 2
+        assert fresh.last_cpu_percent == 70.0 and fresh.last_power_w == 5.0
+
     async def test_offline_device_comes_back_online(
         self, agent: httpx.AsyncClient, enrolled: Any
     ) -> None:
