@@ -18,6 +18,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+CELERY_WORKER = (
+    "-m celery --quiet -A controlplane worker --loglevel warning --concurrency 1"
+    " --without-gossip --without-mingle"
+)
+CELERY_BEAT = "-m celery --quiet -A controlplane beat --loglevel warning"
 
 
 def manage(*args: str) -> str:
@@ -96,75 +101,19 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
+        server = f"--host {options.host} --port {options.port} --log-level warning"
         processes["server"] = start(
             "ASGI server",
-            [
-                PYTHON,
-                "-m",
-                "uvicorn",
-                "controlplane.asgi:application",
-                "--host",
-                options.host,
-                "--port",
-                str(options.port),
-                "--log-level",
-                "warning",
-            ],
+            [PYTHON, *f"-m uvicorn controlplane.asgi:application {server}".split()],
             env,
         )
-        processes["worker"] = start(
-            "Celery worker",
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "controlplane",
-                "worker",
-                "--loglevel",
-                "warning",
-                "--concurrency",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            env,
-        )
-        processes["beat"] = start(
-            "Celery beat",
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "controlplane",
-                "beat",
-                "--loglevel",
-                "warning",
-            ],
-            env,
-        )
+        processes["worker"] = start("Celery worker", [PYTHON, *CELERY_WORKER.split()], env)
+        processes["beat"] = start("Celery beat", [PYTHON, *CELERY_BEAT.split()], env)
         wait_for_server(url)
-        processes["fleet"] = start(
-            "simulated fleet",
-            [
-                PYTHON,
-                "-m",
-                "edge_agent",
-                "simulate",
-                "--server",
-                url,
-                "--token",
-                token,
-                "--count",
-                str(count),
-                "--mix",
-                options.mix,
-                "--state-dir",
-                str(ROOT / "var" / "simulated-fleet"),
-            ],
-            env,
-        )
+        fleet_dir = ROOT / os.environ.get("TRIAD_VAR_DIR", "var") / "simulated-fleet"
+        fleet = f"--server {url} --token {token} --count {count} --mix {options.mix}"
+        fleet_args = f"-m edge_agent simulate {fleet} --state-dir {fleet_dir}"
+        processes["fleet"] = start("simulated fleet", [PYTHON, *fleet_args.split()], env)
         print(f"\nTriad is running: open {url}/ and log in as operator or admin.", flush=True)
         print("Press Ctrl-C to stop.\n", flush=True)
         while not stopping:
