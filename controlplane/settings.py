@@ -194,6 +194,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Fleet, agents, scheduling and model rollout for cloud-edge-end systems.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["controlplane.permissions.IsOperator"],
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -36,7 +36,11 @@ class DeviceCredentialAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Authorization header must be 'Bearer <credential>'."
             )
-        parsed = parse_device_credential(header[1].decode(errors="replace"))
+        try:
+            presented = header[1].decode()
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Malformed device credential.") from None
+        parsed = parse_device_credential(presented)
         if parsed is None:
             raise exceptions.AuthenticationFailed("Malformed device credential.")
         device_id, _ = parsed
@@ -45,7 +49,7 @@ class DeviceCredentialAuthentication(BaseAuthentication):
             .filter(device_id=device_id, revoked_at__isnull=True)
             .first()
         )
-        if credential is None or not secrets_match(header[1].decode(), credential.key_hash):
+        if credential is None or not secrets_match(presented, credential.key_hash):
             raise exceptions.AuthenticationFailed("Invalid device credential.")
         return DeviceAgent(credential), credential
 

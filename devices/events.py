@@ -31,10 +31,8 @@ from devices.models import Device, Telemetry
 log = logging.getLogger(__name__)
 
 FLEET_GROUP = "fleet"
-# Consumers of FLEET_GROUP handle both: one device ("fleet.device", {"device": summary})
-# and a batch ("fleet.devices", {"devices": [summary, ...]}).
-FLEET_DEVICE_EVENT = "fleet.device"
-FLEET_BATCH_EVENT = "fleet.devices"
+# The fleet group gets lists of device summaries: {"type": FLEET_EVENT, "devices": [...]}.
+FLEET_EVENT = "fleet.devices"
 DEVICE_UPDATE_EVENT = "device.update"
 FLUSH_INTERVAL_S = 0.25
 
@@ -87,17 +85,23 @@ def sample_point_of(sample: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def publish_device(device: Device, samples: Iterable[Telemetry] = ()) -> None:
-    """Tell the fleet page and the device's own page what changed."""
+    """Tell the fleet page and the device's own page what changed.
+
+    Best effort: it runs after the commit, so a channel layer that is down (Redis away)
+    must not turn a stored change into an error for the agent or operator who made it.
+    """
     layer = get_channel_layer()
     if layer is None:
         return
     summary = device_summary(device)
-    send = async_to_sync(_send_all)
-    send(layer, summary, [sample_point(s) for s in samples])
+    try:
+        async_to_sync(_send_all)(layer, summary, [sample_point(s) for s in samples])
+    except Exception:
+        log.exception("could not send the live event of device %s", summary["id"])
 
 
 async def _send_all(layer: Any, summary: dict[str, Any], points: list[dict[str, Any]]) -> None:
-    await layer.group_send(FLEET_GROUP, {"type": FLEET_DEVICE_EVENT, "device": summary})
+    await layer.group_send(FLEET_GROUP, {"type": FLEET_EVENT, "devices": [summary]})
     await layer.group_send(
         device_group(summary["id"]),
         {"type": DEVICE_UPDATE_EVENT, "device": summary, "samples": points},
@@ -134,7 +138,7 @@ class LiveEventBatcher:
         try:
             await self.layer.group_send(
                 FLEET_GROUP,
-                {"type": FLEET_BATCH_EVENT, "devices": [summary for summary, _ in batch.values()]},
+                {"type": FLEET_EVENT, "devices": [summary for summary, _ in batch.values()]},
             )
             for device_id in await self._watched(list(batch)):
                 summary, points = batch[device_id]

@@ -33,13 +33,19 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from psycopg_pool import AsyncConnectionPool
+from rest_framework.fields import IntegerField
 
 from devices import events
+from devices.api.serializers import (
+    FiniteFloatField,
+    TelemetrySampleSerializer,
+    storable_json_problem,
+)
 from devices.credentials import hash_secret, parse_device_credential
 from devices.models import Device, DeviceCredential, DeviceStatus, StatusChange, Telemetry
 
@@ -52,18 +58,14 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 HEARTBEAT_PATH = "/api/v1/agents/heartbeat/"
-# PositiveIntegerField's column is a 32-bit integer.
-MAX_INFERENCE_COUNT = 2_147_483_647
-
-# name -> largest accepted value, as TelemetrySampleSerializer declares them.
+# The bounds come from the serializer itself, so the two paths cannot drift apart.
+_SAMPLE_FIELDS = TelemetrySampleSerializer().fields
+MAX_INFERENCE_COUNT = cast(int, cast(IntegerField, _SAMPLE_FIELDS["inference_count"]).max_value)
+# name -> largest accepted value (the smallest is 0 for all).
 FLOAT_FIELDS: dict[str, float] = {
-    "cpu_percent": 100,
-    "memory_percent": 100,
-    "power_w": 1e5,
-    "energy_j": math.inf,
-    "latency_p50_ms": math.inf,
-    "latency_p95_ms": math.inf,
-    "latency_p99_ms": math.inf,
+    name: math.inf if field.max_value is None else float(field.max_value)
+    for name, field in _SAMPLE_FIELDS.items()
+    if isinstance(field, FiniteFloatField)
 }
 SAMPLE_COLUMNS = (*FLOAT_FIELDS, "inference_count")
 
@@ -107,9 +109,14 @@ def _fast_sample(item: Any, latest_allowed: datetime) -> dict[str, Any] | None:
         if name in item:
             value = item[name]
             if value is not None:
-                if type(value) not in (int, float) or not 0 <= value <= largest:
-                    return None  # also refuses NaN and infinities
-                value = float(value)
+                if type(value) not in (int, float):
+                    return None
+                try:
+                    value = float(value)
+                except OverflowError:  # an integer too large for a float
+                    return None
+                if not (math.isfinite(value) and 0 <= value <= largest):
+                    return None
             sample[name] = value
     if "inference_count" in item:
         count = item["inference_count"]
@@ -117,7 +124,7 @@ def _fast_sample(item: Any, latest_allowed: datetime) -> dict[str, Any] | None:
             return None
         sample["inference_count"] = count
     metrics = item.get("metrics", {})
-    if type(metrics) is not dict:
+    if type(metrics) is not dict or storable_json_problem(metrics):
         return None
     sample["metrics"] = metrics
     return sample
@@ -242,19 +249,26 @@ class HeartbeatWriter:
     async def _drain(self) -> None:
         try:
             while self.queue:
-                batch = self._next_batch()
-                try:
-                    stored = await self._write(batch)
-                except Exception as error:
-                    for pending in batch:
-                        if not pending.done.done():
-                            pending.done.set_exception(error)
-                    continue
-                for pending in batch:
-                    if not pending.done.done():
-                        pending.done.set_result(stored.get(pending.device_id))
+                await self._settle(self._next_batch())
         finally:
             self.writers -= 1
+
+    async def _settle(self, batch: list[_Pending]) -> None:
+        try:
+            stored = await self._write(batch)
+        except Exception as error:
+            if len(batch) > 1:
+                # One heartbeat the database refuses must not fail the others with it:
+                # write them one by one, so only the culprit gets the error.
+                for pending in batch:
+                    await self._settle([pending])
+                return
+            if not batch[0].done.done():
+                batch[0].done.set_exception(error)
+            return
+        for pending in batch:
+            if not pending.done.done():
+                pending.done.set_result(stored.get(pending.device_id))
 
     def _next_batch(self) -> list[_Pending]:
         batch: dict[uuid.UUID, _Pending] = {}

@@ -36,11 +36,7 @@ class OperatorConsumer(AsyncJsonWebsocketConsumer):
 class FleetConsumer(OperatorConsumer):
     group_name = FLEET_GROUP
 
-    async def fleet_device(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "devices", "devices": [event["device"]]})
-
     async def fleet_devices(self, event: dict[str, Any]) -> None:
-        """A batch from the heartbeat hot path (see devices.events.LiveEventBatcher)."""
         await self.send_json({"type": "devices", "devices": event["devices"]})
 
 

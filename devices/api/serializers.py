@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -13,8 +15,39 @@ from rest_framework import serializers
 from devices.models import Device, EnrollmentToken, NetworkLink, StatusChange, Telemetry, Tier
 
 
-def _non_negative(**kwargs: Any) -> serializers.FloatField:
-    return serializers.FloatField(min_value=0, **kwargs)
+class FiniteFloatField(serializers.FloatField):
+    """A float that JSON and the database can both hold: no infinities, no NaN."""
+
+    def to_internal_value(self, data: Any) -> float:
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            raise serializers.ValidationError("Must be a finite number.")
+        return value
+
+
+def _non_negative(**kwargs: Any) -> FiniteFloatField:
+    return FiniteFloatField(min_value=0, **kwargs)
+
+
+def storable_json_problem(value: Any) -> str | None:
+    """Why PostgreSQL's jsonb (and our JSON renderer) could not hold `value`, if it could not."""
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")  # unpaired surrogates cannot be encoded
+    except (ValueError, UnicodeEncodeError):
+        return "Must hold only finite numbers and valid text."
+    if "\x00" in text or "\\u0000" in text:
+        return "Must not contain NUL characters."
+    return None
+
+
+class MetricsField(serializers.DictField):
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        metrics = super().to_internal_value(data)
+        problem = storable_json_problem(metrics)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return metrics
 
 
 # --- agent API ----------------------------------------------------------------------------
@@ -45,8 +78,10 @@ class LabelsField(serializers.DictField):
         if len(labels) > 50:
             raise serializers.ValidationError("At most 50 labels.")
         for key in labels:
-            if not key or len(key) > 100:
-                raise serializers.ValidationError(f"Label key {key!r} must be 1 to 100 characters.")
+            if not key or len(key) > 100 or "\x00" in key:
+                raise serializers.ValidationError(
+                    f"Label key {key!r} must be 1 to 100 characters, without NUL."
+                )
         return labels
 
 
@@ -80,7 +115,7 @@ class TelemetrySampleSerializer(serializers.Serializer):
     latency_p50_ms = _non_negative(required=False, allow_null=True)
     latency_p95_ms = _non_negative(required=False, allow_null=True)
     latency_p99_ms = _non_negative(required=False, allow_null=True)
-    metrics = serializers.DictField(required=False, default=dict)
+    metrics = MetricsField(required=False, default=dict)
 
     def validate_ts(self, value: Any) -> Any:
         limit = timezone.now() + timedelta(seconds=settings.TRIAD_MAX_CLOCK_SKEW_S)

@@ -182,6 +182,8 @@ class TestHeartbeat:
             ({"ts": "not a time"}, "ts"),
             ({"ts": None}, "ts"),
             ({"cpu_percent": "lots"}, "cpu_percent"),
+            ({"energy_j": 10**400}, "energy_j"),
+            ({"metrics": {"note": "a\x00b"}}, "metrics"),
         ],
     )
     def test_bad_sample_names_field_and_stores_nothing(
@@ -194,6 +196,25 @@ class TestHeartbeat:
         assert errors[0] == {} and field in errors[1]
         assert Telemetry.objects.count() == 0
         assert Device.objects.get().status == DeviceStatus.PENDING
+
+    def test_infinite_reading_refused(self, agent_client: Any) -> None:
+        body = '{"telemetry": [{"ts": "' + timezone.now().isoformat() + '", "energy_j": 1e400}]}'
+        response = agent_client.post(HEARTBEAT, body, content_type="application/json")
+        assert response.status_code == 400
+        assert "finite" in response.json()["telemetry"][0]["energy_j"][0]
+        assert Telemetry.objects.count() == 0
+
+    def test_unpaired_surrogate_in_metrics_refused(self, agent_client: Any) -> None:
+        ts = timezone.now().isoformat()
+        body = '{"telemetry": [{"ts": "' + ts + '", "metrics": {"note": "\\ud800"}}]}'
+        response = agent_client.post(HEARTBEAT, body, content_type="application/json")
+        assert response.status_code == 400 and "metrics" in response.json()["telemetry"][0]
+        assert Telemetry.objects.count() == 0
+
+    def test_non_utf8_credential_refused(self, db: Any) -> None:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=b"Bearer dev_\xff\xfe".decode("latin-1"))
+        assert client.post(HEARTBEAT, {}, format="json").status_code == 401
 
     def test_future_timestamp_refused(self, agent_client: Any) -> None:
         future = (timezone.now() + timedelta(hours=1)).isoformat()

@@ -236,6 +236,8 @@ class TestFastPath:
             ({"ts": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}, "ts"),
             ({"cpu_percent": "lots"}, "cpu_percent"),
             ({"metrics": None}, "metrics"),
+            ({"energy_j": 10**400}, "energy_j"),
+            ({"metrics": {"note": "a\x00b"}}, "metrics"),
         ],
     )
     async def test_bad_sample_names_field_and_stores_nothing(
@@ -245,6 +247,24 @@ class TestFastPath:
         assert response.status_code == 400
         errors = response.json()["telemetry"]
         assert errors[0] == {} and field in errors[1]
+        assert await database_sync_to_async(Telemetry.objects.count)() == 0
+
+    async def test_infinite_reading_is_refused(self, agent: httpx.AsyncClient) -> None:
+        body = '{"telemetry": [{"ts": "' + datetime.now(UTC).isoformat() + '", "energy_j": 1e400}]}'
+        response = await agent.post(
+            HEARTBEAT, content=body.encode(), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400
+        assert "finite" in response.json()["telemetry"][0]["energy_j"][0]
+        assert await database_sync_to_async(Telemetry.objects.count)() == 0
+
+    async def test_unpaired_surrogate_in_metrics_is_refused(self, agent: httpx.AsyncClient) -> None:
+        ts = datetime.now(UTC).isoformat()
+        body = '{"telemetry": [{"ts": "' + ts + '", "metrics": {"note": "\\ud800"}}]}'
+        response = await agent.post(
+            HEARTBEAT, content=body.encode(), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400 and "metrics" in response.json()["telemetry"][0]
         assert await database_sync_to_async(Telemetry.objects.count)() == 0
 
     async def test_malformed_json_is_refused(self, agent: httpx.AsyncClient) -> None:
@@ -308,7 +328,7 @@ class TestFastPath:
         finally:
             await layer.group_discard(events.FLEET_GROUP, fleet_channel)
             await layer.group_discard(events.device_group(device.id), device_channel)
-        assert fleet["type"] == events.FLEET_BATCH_EVENT
+        assert fleet["type"] == events.FLEET_EVENT
         [summary] = fleet["devices"]  # two heartbeats of one device, one entry
         assert summary["id"] == str(device.id) and summary["status"] == "online"
         assert summary["cpu_percent"] == 30.0 and summary["name"] == "cam-1"

@@ -30,8 +30,13 @@ def test_schema_generates_without_warnings(
     assert out.stat().st_size > 1000
 
 
-def test_schema_lists_every_api_route(db: Any) -> None:
-    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+def test_schema_is_for_operators_only(db: Any) -> None:
+    assert APIClient().get("/api/schema/").status_code in (401, 403)
+    assert APIClient().get("/api/docs/").status_code in (401, 403)
+
+
+def test_schema_lists_every_api_route(operator_client: Any) -> None:
+    schema = operator_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema.status_code == 200
     documented = set(schema.json()["paths"])
     expected = {
@@ -55,12 +60,12 @@ def test_schema_lists_every_api_route(db: Any) -> None:
     assert len(documented) >= len({r for r in routed if r != "api/v1/"})
 
 
-def test_docs_page_served(db: Any) -> None:
-    assert APIClient().get("/api/docs/").status_code == 200
+def test_docs_page_served(operator_client: Any) -> None:
+    assert operator_client.get("/api/docs/").status_code == 200
 
 
-def test_docs_page_needs_no_cdn(db: Any) -> None:
-    page = APIClient().get("/api/docs/").content.decode()
+def test_docs_page_needs_no_cdn(operator_client: Any) -> None:
+    page = operator_client.get("/api/docs/").content.decode()
     assert "cdn." not in page and "unpkg" not in page
     assert "/static/drf_spectacular_sidecar/" in page
     bundle = re.search(r'src="(/static/drf_spectacular_sidecar/[^"]+\.js)"', page)

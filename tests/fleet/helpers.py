@@ -33,10 +33,8 @@ def make_device(
 
 
 def device_summaries(message: dict[str, Any]) -> list[dict[str, Any]]:
-    """The device summaries in a fleet message, single ("device") or batched ("devices")."""
-    if isinstance(message.get("devices"), list):
-        return list(message["devices"])
-    return [message["device"]] if isinstance(message.get("device"), dict) else []
+    """The device summaries in a fleet message."""
+    return list(message.get("devices", []))
 
 
 def mentions(message: dict[str, Any], device_id: object, status: str | None = None) -> bool:

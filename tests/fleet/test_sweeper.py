@@ -82,9 +82,9 @@ def test_flip_is_announced_to_the_fleet_group_after_commit(
     finally:
         listener.close()
     message = seen[-1]
-    assert message["type"] == "fleet.device"
-    assert message["device"]["status"] == DeviceStatus.OFFLINE
-    assert message["device"]["name"] == "announced"
+    assert message["type"] == "fleet.devices"
+    [summary] = message["devices"]
+    assert summary["status"] == DeviceStatus.OFFLINE and summary["name"] == "announced"
 
 
 def test_nothing_is_announced_when_nothing_flips(
