@@ -202,6 +202,9 @@ class AgentRunner:
             self._handle_too_large(batch)
         else:
             self._spool.ack(batch)
+            # A limit halved once (a 413, or a server with a smaller cap) is probed upwards
+            # again, so a long backlog is not drained one sample at a time forever.
+            self._batch_limit = min(self._config.max_batch, self._batch_limit * 2)
             self._on_success(result, len(batch))
 
     def _retry_delay(self, exc: RetryableError, queued: int) -> float:

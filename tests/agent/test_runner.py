@@ -188,6 +188,28 @@ def test_413_halves_the_batch_until_it_fits(spool: Spool) -> None:
     assert max(len(batch) for batch in sender.batches) <= 80
 
 
+def test_batch_size_grows_back_after_a_413(spool: Spool) -> None:
+    for n in range(2000):
+        spool.append(numbered(n))
+    sender = TooLargeAbove(limit=100)
+    stop = StopToken()
+    config = RunnerConfig(interval_s=30.0, interval_is_override=True, max_batch=400)
+    runner = AgentRunner(sender, spool, CountingSampler(), config, stop, random.Random(0))
+    sender_heartbeat = sender.heartbeat
+
+    def heartbeat(telemetry: list[dict[str, Any]], links: Any = None) -> HeartbeatResult:
+        if len(sender.batches) >= 3:
+            sender.limit = 10_000  # the proxy that capped bodies is gone
+        return sender_heartbeat(telemetry, links)
+
+    sender.heartbeat = heartbeat  # type: ignore[method-assign]
+    agent = RunningAgent(runner, stop)
+    wait_until(lambda: len(spool) <= 1)
+    agent.finish()
+    sizes = [len(batch) for batch in sender.batches]
+    assert max(sizes[:3]) <= 100 and max(sizes) == 400
+
+
 def test_server_interval_is_followed_unless_overridden(
     control_plane: StandInControlPlane, spool: Spool
 ) -> None:
