@@ -323,7 +323,14 @@ class HeartbeatIngest:
             return
         credential, length = request
         body = await _read_body(receive, length)
-        if body is None:  # the client went away, or sent more than it announced
+        if body is None:  # the client went away
+            return
+        if len(body) > length:
+            await _send_json(
+                send,
+                400,
+                {"detail": "Body is longer than its Content-Length.", "code": "parse_error"},
+            )
             return
         answer = await self._serve(credential, body)
         if answer is None:
@@ -449,9 +456,9 @@ async def _read_body(receive: Receive, length: int) -> bytes | None:
             return None
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > length:
-            return None
         chunks.append(chunk)
+        if size > length:
+            return b"".join(chunks)  # longer than announced: the caller refuses it
         if not message.get("more_body", False):
             return b"".join(chunks)
 

@@ -267,6 +267,31 @@ class TestFastPath:
         assert response.status_code == 400 and "metrics" in response.json()["telemetry"][0]
         assert await database_sync_to_async(Telemetry.objects.count)() == 0
 
+    async def test_body_longer_than_announced_is_refused(
+        self, ingest: HeartbeatIngest, enrolled: Any
+    ) -> None:
+        _, credential = enrolled
+        headers = {
+            b"authorization": f"Bearer {credential}".encode(),
+            b"content-type": b"application/json",
+            b"content-length": b"2",
+            b"host": b"testserver",
+        }
+        scope = {"type": "http", "method": "POST", "path": HEARTBEAT,
+                 "headers": list(headers.items())}  # fmt: skip
+        messages = [{"type": "http.request", "body": b'{"telemetry": []}', "more_body": False}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await ingest(scope, receive, send)
+        assert sent[0]["status"] == 400
+        assert json.loads(sent[1]["body"])["code"] == "parse_error"
+
     async def test_malformed_json_is_refused(self, agent: httpx.AsyncClient) -> None:
         response = await agent.post(
             HEARTBEAT, content=b'{"telemetry": [NaN]}', headers={"content-type": "application/json"}
