@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
+from django.db import connection
 from django.http.request import split_domain_port, validate_host
 from psycopg_pool import AsyncConnectionPool
 from rest_framework.fields import IntegerField
@@ -396,17 +397,12 @@ class HeartbeatIngest:
         loop per process; tests run several, one after the other)."""
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer_loop is not loop:
-            db = settings.DATABASES["default"]
-            kwargs = {
-                "dbname": db["NAME"],
-                "user": db["USER"] or None,
-                "password": db["PASSWORD"] or None,
-                "host": db["HOST"] or None,
-                "port": db["PORT"] or None,
-                "autocommit": True,
-            }
+            # Django's own parameters, so OPTIONS such as sslmode apply here too; minus the
+            # two that only fit its synchronous connections.
+            params = connection.get_connection_params()
+            kwargs = {k: v for k, v in params.items() if k not in ("cursor_factory", "context")}
             pool = AsyncConnectionPool(
-                kwargs={k: v for k, v in kwargs.items() if v is not None},
+                kwargs={**kwargs, "autocommit": True},
                 min_size=1,
                 max_size=self.WRITERS,
                 timeout=10,
