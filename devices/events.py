@@ -25,6 +25,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.utils import timezone
 
 from devices.models import Device, Telemetry
 
@@ -41,8 +42,11 @@ def device_group(device_id: object) -> str:
     return f"device.{device_id}"
 
 
-def device_summary(device: Device) -> dict[str, Any]:
+def device_summary(device: Device, as_of: datetime | None = None) -> dict[str, Any]:
+    """What the browser shows of a device. `as_of` orders summaries that can arrive out of
+    order (a batched heartbeat after a retirement): pages ignore one older than they hold."""
     return {
+        "as_of": (as_of or timezone.now()).isoformat(),
         "id": str(device.id),
         "name": device.name,
         "tier": device.tier,

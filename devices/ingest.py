@@ -384,6 +384,7 @@ class HeartbeatIngest:
             "power_w": stored.power_w,
             "energy_j": stored.energy_j,
             "last_heartbeat_at": now.isoformat(),
+            "as_of": now.isoformat(),
         }
         events.live_event_batcher().add(summary, [events.sample_point_of(s) for s in samples])
         return 200, {

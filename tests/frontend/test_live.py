@@ -6,6 +6,7 @@ through the action, so the event travels exactly as it does in production.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -53,7 +54,10 @@ async def test_heartbeat_reaches_an_operators_fleet_socket(operator: Any, enroll
 
         await sync_to_async(retire_device)(device)
         message = await socket.receive_json_from(timeout=5)
-        assert message["devices"][0]["status"] == "retired"
+        retired = message["devices"][0]
+        assert retired["status"] == "retired"
+        # Pages order summaries by `as_of`, so a late heartbeat cannot undo the retirement.
+        assert datetime.fromisoformat(retired["as_of"]) > datetime.fromisoformat(summary["as_of"])
     finally:
         await socket.disconnect()
 

@@ -67,7 +67,11 @@
     }
   }
 
+  let asOf;
   function update(device) {
+    // Batched heartbeats can arrive after a newer change (a retirement): keep the newer.
+    if (Triad.isOlder(device.as_of, asOf)) return;
+    if (device.as_of) asOf = device.as_of;
     const pill = document.getElementById("device-status");
     pill.className = `pill pill-${device.status}`;
     pill.textContent = fmt.status(device.status);

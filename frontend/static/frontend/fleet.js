@@ -25,6 +25,9 @@
       row = rowTemplate.content.firstElementChild.cloneNode(true);
       row.dataset.deviceId = device.id;
     }
+    // Batched heartbeats can arrive after a newer change (a retirement): keep the newer.
+    if (Triad.isOlder(device.as_of, row.dataset.asOf)) return row;
+    if (device.as_of) row.dataset.asOf = device.as_of;
     row.dataset.status = device.status;
     row.dataset.name = device.name.toLowerCase();
     row.className = `status-${device.status}`;

@@ -48,6 +48,11 @@ const Triad = (() => {
     };
   }
 
+  // True when summary time `a` is known to be older than `b` (ISO 8601 strings).
+  function isOlder(a, b) {
+    return Boolean(a && b) && Date.parse(a) < Date.parse(b);
+  }
+
   async function getJson(url) {
     const response = await fetch(url, { headers: { Accept: "application/json" } });
     if (!response.ok) throw new Error(`${url}: ${response.status}`);
@@ -111,5 +116,5 @@ const Triad = (() => {
 
   refreshTimes();
   setInterval(refreshTimes, 1000);
-  return { fmt, relative, setTime, fromApi, getJson, live };
+  return { fmt, relative, setTime, fromApi, isOlder, getJson, live };
 })();
