@@ -9,6 +9,8 @@
   const ZERO_ID = "00000000-0000-0000-0000-000000000000";
 
   const rows = () => tiers.querySelectorAll("tr[data-device-id]");
+  // Rows by device id: a batch can name thousands of devices, so no per-device DOM search.
+  const byId = new Map([...rows()].map((row) => [row.dataset.deviceId, row]));
 
   function placeRow(row, device) {
     const tbody = document.querySelector(`#tier-${device.tier} tbody`);
@@ -20,10 +22,12 @@
   }
 
   function apply(device) {
-    let row = tiers.querySelector(`tr[data-device-id="${device.id}"]`);
-    if (!row) {
+    let row = byId.get(device.id);
+    const isNew = !row;
+    if (isNew) {
       row = rowTemplate.content.firstElementChild.cloneNode(true);
       row.dataset.deviceId = device.id;
+      byId.set(device.id, row);
     }
     // Batched heartbeats can arrive after a newer change (a retirement): keep the newer.
     if (Triad.isOlder(device.as_of, row.dataset.asOf)) return row;
@@ -44,7 +48,7 @@
     }
     row.querySelector('[data-field="power_w"]').textContent = fmt.watts(device.power_w);
     Triad.setTime(row.querySelector('[data-field="last_heartbeat_at"]'), device.last_heartbeat_at);
-    placeRow(row, device);
+    if (isNew) placeRow(row, device); // names and tiers are fixed once enrolled
     filter(row);
     return row;
   }
@@ -82,7 +86,7 @@
         const page = await Triad.getJson(url);
         for (const device of page.results) {
           // A live event that arrived while the page was loading is newer: keep it.
-          const row = tiers.querySelector(`tr[data-device-id="${device.id}"]`);
+          const row = byId.get(device.id);
           if (!row || !(Number(row.dataset.seen) > started)) apply(Triad.fromApi(device));
         }
         url = page.next;
