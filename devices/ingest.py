@@ -399,9 +399,12 @@ class HeartbeatIngest:
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer_loop is not loop:
             # Django's own parameters, so OPTIONS such as sslmode apply here too; minus the
-            # two that only fit its synchronous connections.
+            # two that only fit its synchronous connections, and Django's switch that turns
+            # off prepared statements: the batch statement is planned once per connection
+            # instead of at every batch (measured: PostgreSQL CPU 73 % -> 56 % at 1000/s).
             params = connection.get_connection_params()
-            kwargs = {k: v for k, v in params.items() if k not in ("cursor_factory", "context")}
+            unfit = ("cursor_factory", "context", "prepare_threshold")
+            kwargs = {k: v for k, v in params.items() if k not in unfit}
             pool = AsyncConnectionPool(
                 kwargs={**kwargs, "autocommit": True},
                 min_size=1,
