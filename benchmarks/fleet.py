@@ -42,6 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psutil
 
 from benchmarks import loadgen
+from edge_agent.cli import positive_float, positive_int
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -55,26 +56,6 @@ DEFAULT_POSTGRES = os.environ.get(
 
 
 # --- command line ---------------------------------------------------------------------------
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive, finite number")
-    return value
-
-
 def non_negative_float(text: str) -> float:
     if text.strip() in {"0", "0.0"}:
         return 0.0
@@ -297,6 +278,7 @@ def running_server(env: dict[str, str], workers: int, log: Path) -> Iterator[tup
 
 
 def wait_for_server(port: int, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    # Not controlplane.demo's: importing controlplane would load Celery and Django here.
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -32,14 +32,19 @@ def manage(*args: str) -> str:
     return result.stdout
 
 
-def wait_for_server(url: str, timeout_s: float = 60) -> None:
+def wait_for_server(
+    url: str, timeout_s: float = 60, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Wait until `url` answers /healthz; give up early if `process` (the server) exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"the server exited with {process.returncode}; see its log")
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=2):
                 return
         except OSError:
-            time.sleep(0.3)
+            time.sleep(0.2)
     raise SystemExit(f"the server did not answer on {url} within {timeout_s:.0f} s")
 
 
@@ -109,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         processes["worker"] = start("Celery worker", [PYTHON, *CELERY_WORKER.split()], env)
         processes["beat"] = start("Celery beat", [PYTHON, *CELERY_BEAT.split()], env)
-        wait_for_server(url)
+        wait_for_server(url, process=processes["server"])
         fleet_dir = ROOT / os.environ.get("TRIAD_VAR_DIR", "var") / "simulated-fleet"
         fleet = f"--server {url} --token {token} --count {count} --mix {options.mix}"
         fleet_args = f"-m edge_agent simulate {fleet} --state-dir {fleet_dir}"

@@ -28,6 +28,7 @@ from devices import actions, events
 from devices.api.serializers import HeartbeatRequestSerializer
 from devices.ingest import HeartbeatIngest, fast_telemetry
 from devices.models import Device, DeviceStatus, NetworkLink, StatusChange, Telemetry
+from tests.api.test_agent_api import sample as agent_api_sample
 
 HEARTBEAT = "/api/v1/agents/heartbeat/"
 # The ORM calls below use database_sync_to_async, which closes the thread's connection
@@ -132,17 +133,11 @@ async def agent(ingest: HeartbeatIngest, enrolled: Any) -> AsyncIterator[httpx.A
 
 
 def sample(**changes: Any) -> dict[str, Any]:
-    row = {
-        "ts": timezone.now().isoformat(),
-        "cpu_percent": 12.5,
-        "memory_percent": 40.0,
-        "power_w": 4.2,
-        "energy_j": 100.0,
-        "inference_count": 3,
-        "latency_p50_ms": 10.0,
-        "metrics": {"accuracy": 0.97},
-    }
-    row.update(changes)
+    """The agent API tests' sample without p95/p99, to show omitted readings stored as null."""
+    row = agent_api_sample(**changes)
+    for omitted in ("latency_p95_ms", "latency_p99_ms"):
+        if omitted not in changes:
+            del row[omitted]
     return row
 
 
