@@ -1,0 +1,202 @@
+"""Classic placements the optimiser is measured against, and seeded with.
+
+Each baseline returns an assignment and priority keys; the decoder turns them into the
+schedule, so a baseline's figures come from the same model as the optimiser's.
+
+- `heft`: Topcuoglu, Hariri and Wu (2002): tasks by decreasing upward rank (mean compute
+  time plus the heaviest mean transfer-and-rank of a successor), each on the device where it
+  finishes earliest, insertion-based.
+- `all_cloud`, `all_on_end`: HEFT limited to one tier (pinned tasks stay where pinned).
+- `greedy_energy`: in HEFT's order, each task where its compute and input-transfer energy
+  are least, earliest finish breaking ties.
+- `random`: a seeded random allowed device per task and random keys.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from scheduling.engine.decoder import _earliest_start, _place, _ready_time
+from scheduling.engine.problem import TIERS, ProblemArrays
+
+EARLIEST_FINISH = 0
+LEAST_ENERGY = 1
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A solution in the optimiser's encoding: a device per task and a key per task."""
+
+    assignment: npt.NDArray[np.int64]
+    keys: npt.NDArray[np.float64]
+
+
+def upward_ranks(arrays: ProblemArrays) -> npt.NDArray[np.float64]:
+    """HEFT's upward rank of every task, from mean compute and mean transfer times."""
+    allowed = arrays.allowed
+    mean_compute = np.where(allowed, arrays.compute_s, 0.0).sum(1) / allowed.sum(1)
+    m = arrays.n_devices
+    off_diagonal = ~np.eye(m, dtype=bool)
+    if m > 1:
+        mean_latency = float(arrays.latency_s[off_diagonal].mean())
+        mean_inverse_bandwidth = float((1.0 / arrays.bytes_per_s[off_diagonal]).mean())
+    else:
+        mean_latency = mean_inverse_bandwidth = 0.0
+    rank = np.zeros(arrays.n_tasks)
+    for t in reversed(topological_order(arrays)):
+        best = 0.0
+        for k in range(arrays.succ_ptr[t], arrays.succ_ptr[t + 1]):
+            transfer = mean_latency + arrays.succ_bytes[k] * mean_inverse_bandwidth
+            best = max(best, transfer + rank[arrays.succ_task[k]])
+        rank[t] = mean_compute[t] + best
+    return rank
+
+
+def topological_order(
+    arrays: ProblemArrays, priority: npt.NDArray[np.float64] | None = None
+) -> list[int]:
+    """Tasks in an order that respects every edge, smallest priority first among ready ones.
+
+    This is the order the decoder follows for keys equal to `priority`.
+    """
+    n = arrays.n_tasks
+    priority = np.arange(n, dtype=np.float64) if priority is None else priority
+    waiting = np.diff(arrays.pred_ptr)
+    ready = [(float(priority[t]), t) for t in range(n) if waiting[t] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, t = heapq.heappop(ready)
+        order.append(t)
+        for k in range(arrays.succ_ptr[t], arrays.succ_ptr[t + 1]):
+            s = int(arrays.succ_task[k])
+            waiting[s] -= 1
+            if waiting[s] == 0:
+                heapq.heappush(ready, (float(priority[s]), s))
+    return order
+
+
+def heft_order(arrays: ProblemArrays) -> list[int]:
+    """Decreasing upward rank; equal ranks (to 12 digits) in task order, as in the paper."""
+    rank = np.array([float(f"{r:.12g}") for r in upward_ranks(arrays)])
+    by_rank = np.lexsort((np.arange(arrays.n_tasks), -rank))
+    position = np.empty(arrays.n_tasks)
+    position[by_rank] = np.arange(arrays.n_tasks)
+    return topological_order(arrays, position)
+
+
+def keys_for(order: list[int]) -> npt.NDArray[np.float64]:
+    """Keys that make the decoder follow `order` (which must be topological)."""
+    keys = np.empty(len(order))
+    keys[np.array(order, dtype=np.int64)] = (np.arange(len(order)) + 0.5) / len(order)
+    return keys
+
+
+def heft(arrays: ProblemArrays) -> Placement:
+    return _list_schedule(arrays, arrays.allowed, EARLIEST_FINISH)
+
+
+def greedy_energy(arrays: ProblemArrays) -> Placement:
+    return _list_schedule(arrays, arrays.allowed, LEAST_ENERGY)
+
+
+def all_cloud(arrays: ProblemArrays) -> Placement | None:
+    return _on_tier(arrays, "cloud")
+
+
+def all_on_end(arrays: ProblemArrays) -> Placement | None:
+    return _on_tier(arrays, "end")
+
+
+def random_placement(arrays: ProblemArrays, rng: np.random.Generator) -> Placement:
+    return Placement(random_assignment(arrays.allowed, rng), rng.random(arrays.n_tasks))
+
+
+def random_assignment(
+    allowed: npt.NDArray[np.bool_], rng: np.random.Generator, count: int | None = None
+) -> npt.NDArray[np.int64]:
+    """A uniformly random allowed device per task (`count` rows of them, if given)."""
+    rows = 1 if count is None else count
+    scores = rng.random((rows, *allowed.shape))
+    choice = np.where(allowed[None], scores, -1.0).argmax(axis=2).astype(np.int64)
+    return choice[0] if count is None else choice
+
+
+def _on_tier(arrays: ProblemArrays, tier: str) -> Placement | None:
+    on_tier = arrays.tier_index == TIERS.index(tier)
+    allowed = np.where(arrays.pinned[:, None], arrays.allowed, arrays.allowed & on_tier[None])
+    if not allowed.any(axis=1).all():
+        return None
+    return _list_schedule(arrays, allowed, EARLIEST_FINISH)
+
+
+def _list_schedule(arrays: ProblemArrays, allowed: npt.NDArray[np.bool_], rule: int) -> Placement:
+    order = heft_order(arrays)
+    assignment = _assign_in_order(
+        np.array(order, dtype=np.int64),
+        allowed,
+        rule,
+        arrays.compute_s,
+        arrays.pred_ptr,
+        arrays.pred_task,
+        arrays.pred_bytes,
+        arrays.latency_s,
+        arrays.bytes_per_s,
+        arrays.energy_j_per_byte,
+        arrays.power_busy_w,
+    )
+    return Placement(assignment, keys_for(order))
+
+
+@njit(cache=True)
+def _assign_in_order(  # type: ignore[no-untyped-def]
+    order, allowed, rule, compute, pred_ptr, pred_task, pred_bytes,
+    latency, bytes_per_s, energy_per_byte, p_busy,
+):  # fmt: skip
+    n, m = compute.shape
+    assign = np.full(n, -1, dtype=np.int64)
+    finish = np.zeros(n)
+    slot_start = np.empty((m, n))
+    slot_end = np.empty((m, n))
+    slot_count = np.zeros(m, dtype=np.int64)
+    for t in order:
+        best_d = -1
+        best_finish = np.inf
+        best_energy = np.inf
+        for d in range(m):
+            if not allowed[t, d]:
+                continue
+            ready = _ready_time(t, d, assign, finish, pred_ptr, pred_task, pred_bytes,
+                                latency, bytes_per_s)  # fmt: skip
+            end = _earliest_start(slot_start, slot_end, slot_count, d, ready, compute[t, d])
+            end += compute[t, d]
+            energy = 0.0
+            if rule == LEAST_ENERGY:
+                energy = p_busy[d] * compute[t, d]
+                for k in range(pred_ptr[t], pred_ptr[t + 1]):
+                    energy += pred_bytes[k] * energy_per_byte[assign[pred_task[k]], d]
+            if energy < best_energy or (energy == best_energy and end < best_finish):
+                best_d, best_finish, best_energy = d, end, energy
+        ready = _ready_time(t, best_d, assign, finish, pred_ptr, pred_task, pred_bytes,
+                            latency, bytes_per_s)  # fmt: skip
+        begin = _place(slot_start, slot_end, slot_count, best_d, ready, compute[t, best_d])
+        assign[t] = best_d
+        finish[t] = begin + compute[t, best_d]
+    return assign
+
+
+BaselineFactory = Callable[[ProblemArrays, np.random.Generator], Placement | None]
+
+BASELINES: dict[str, BaselineFactory] = {
+    "heft": lambda arrays, rng: heft(arrays),
+    "all_cloud": lambda arrays, rng: all_cloud(arrays),
+    "all_on_end": lambda arrays, rng: all_on_end(arrays),
+    "greedy_energy": lambda arrays, rng: greedy_energy(arrays),
+    "random": random_placement,
+}

@@ -1,0 +1,229 @@
+"""The evolutionary search: a pymoo problem over (device, key) genes and its operators.
+
+A solution is `2n` numbers: the device index of each task, then its priority key in [0, 1].
+Operators keep a task's device and key together, only ever propose allowed devices, and a
+repair maps anything else onto an allowed device, so memory and pinning always hold.
+Deadlines are a constraint (total lateness <= 0) that pymoo's feasibility-first ranking
+handles. The search keeps an archive of every feasible non-dominated solution it meets:
+NSGA's crowding may drop a point from the population, never from the archive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from math import comb
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.algorithms.moo.nsga3 import NSGA3
+from pymoo.core.algorithm import Algorithm
+from pymoo.core.crossover import Crossover
+from pymoo.core.duplicate import HashDuplicateElimination
+from pymoo.core.mutation import Mutation
+from pymoo.core.problem import Problem as PymooProblem
+from pymoo.core.repair import Repair
+from pymoo.core.sampling import Sampling
+from pymoo.util.ref_dirs import get_reference_directions
+
+from scheduling.engine.baselines import Placement, random_assignment
+from scheduling.engine.decoder import decode_population
+from scheduling.engine.problem import ProblemArrays
+from scheduling.engine.quality import non_dominated
+
+ALGORITHMS = ("nsga2", "nsga3")
+Matrix = npt.NDArray[np.float64]
+
+
+class PlacementProblem(PymooProblem):  # type: ignore[misc]
+    """Objectives and deadline lateness of whole populations, decoded in compiled code."""
+
+    def __init__(self, arrays: ProblemArrays, columns: list[int]) -> None:
+        n, m = arrays.n_tasks, arrays.n_devices
+        upper = np.concatenate([np.full(n, m - 1.0), np.ones(n)])
+        super().__init__(n_var=2 * n, n_obj=len(columns), n_ieq_constr=1, xl=0.0, xu=upper)
+        self.arrays = arrays
+        self.columns = columns
+
+    def _evaluate(self, X: Matrix, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        assignment, keys = split(X, self.arrays.n_tasks)
+        objectives, lateness = decode_population(self.arrays, assignment, keys)
+        out["F"] = objectives[:, self.columns]
+        out["G"] = lateness[:, None]
+
+
+def split(X: Matrix, n: int) -> tuple[npt.NDArray[np.int64], Matrix]:
+    return np.rint(X[:, :n]).astype(np.int64), X[:, n:]
+
+
+def join(placement: Placement) -> Matrix:
+    return np.concatenate([placement.assignment.astype(np.float64), placement.keys])
+
+
+class SeededSampling(Sampling):  # type: ignore[misc]
+    """The baselines' solutions first, then random allowed placements with random keys."""
+
+    def __init__(self, seeds: Matrix) -> None:
+        super().__init__()
+        self.seeds = seeds
+
+    def _do(self, problem: PlacementProblem, n_samples: int, *args: Any, **kwargs: Any) -> Matrix:
+        rng: np.random.Generator = kwargs["random_state"]
+        arrays = problem.arrays
+        count = max(n_samples - len(self.seeds), 0)
+        random_rows = np.hstack(
+            [
+                random_assignment(arrays.allowed, rng, count).astype(np.float64),
+                rng.random((count, arrays.n_tasks)),
+            ]
+        )
+        return np.vstack([self.seeds[:n_samples], random_rows])
+
+
+class TaskUniformCrossover(Crossover):  # type: ignore[misc]
+    """Each task takes its device and its key together from one parent or the other."""
+
+    def __init__(self, prob: float = 0.9) -> None:
+        super().__init__(n_parents=2, n_offsprings=2, prob=prob)
+
+    def _do(self, problem: PlacementProblem, X: Matrix, *args: Any, **kwargs: Any) -> Matrix:
+        rng: np.random.Generator = kwargs["random_state"]
+        _, matings, n_var = X.shape
+        n = n_var // 2
+        from_first = rng.random((matings, n)) < 0.5
+        mask = np.hstack([from_first, from_first])
+        first = np.where(mask, X[0], X[1])
+        second = np.where(mask, X[1], X[0])
+        return np.stack([first, second])
+
+
+class PlacementMutation(Mutation):  # type: ignore[misc]
+    """Moves about one task per child: half the moves to a random allowed device, half onto
+    a neighbour's device (which saves a transfer); and nudges about one key."""
+
+    def __init__(self) -> None:
+        super().__init__(prob=1.0)
+
+    def _do(self, problem: PlacementProblem, X: Matrix, *args: Any, **kwargs: Any) -> Matrix:
+        rng: np.random.Generator = kwargs["random_state"]
+        arrays = problem.arrays
+        n = arrays.n_tasks
+        X = X.copy()
+        rate = 1.0 / n
+        moved = rng.random(X[:, :n].shape) < rate
+        fresh = random_assignment(arrays.allowed, rng, len(X)).astype(np.float64)
+        X[:, :n] = np.where(moved, fresh, X[:, :n])
+        self._follow_neighbours(arrays, X, rng.random(X[:, :n].shape) < rate / 2, rng)
+        nudged = rng.random(X[:, n:].shape) < rate
+        step = rng.normal(0.0, 0.1, X[:, n:].shape)
+        X[:, n:] = np.clip(np.where(nudged, X[:, n:] + step, X[:, n:]), 0.0, 1.0)
+        return X
+
+    @staticmethod
+    def _follow_neighbours(
+        arrays: ProblemArrays, X: Matrix, chosen: npt.NDArray[np.bool_], rng: np.random.Generator
+    ) -> None:
+        for row, t in zip(*np.nonzero(chosen), strict=True):
+            neighbours = np.concatenate(
+                [
+                    arrays.pred_task[arrays.pred_ptr[t] : arrays.pred_ptr[t + 1]],
+                    arrays.succ_task[arrays.succ_ptr[t] : arrays.succ_ptr[t + 1]],
+                ]
+            )
+            if len(neighbours):
+                device = int(X[row, rng.choice(neighbours)])
+                if arrays.allowed[t, device]:
+                    X[row, t] = device
+
+
+class AllowedDeviceRepair(Repair):  # type: ignore[misc]
+    """Rounds device genes and moves a task off a device it may not use.
+
+    The replacement is a deterministic function of the gene, so seeded runs reproduce.
+    """
+
+    def _do(self, problem: PlacementProblem, X: Matrix, **kwargs: Any) -> Matrix:
+        arrays = problem.arrays
+        n = arrays.n_tasks
+        devices = np.clip(np.rint(X[:, :n]), 0, arrays.n_devices - 1).astype(np.int64)
+        rows, tasks = np.nonzero(~arrays.allowed[np.arange(n)[None, :], devices])
+        for row, t in zip(rows, tasks, strict=True):
+            choices = np.flatnonzero(arrays.allowed[t])
+            devices[row, t] = choices[(devices[row, t] * 7919 + t) % len(choices)]
+        X = X.copy()
+        X[:, :n] = devices
+        return X
+
+
+@dataclass
+class Archive:
+    """Every feasible non-dominated solution met so far, unique by objective vector."""
+
+    X: Matrix
+    F: Matrix
+    evaluations: int = 0
+    _seen: set[bytes] = field(default_factory=set)
+
+    @classmethod
+    def empty(cls, n_var: int, n_obj: int) -> Archive:
+        return cls(np.empty((0, n_var)), np.empty((0, n_obj)))
+
+    def add(self, X: Matrix, F: Matrix, lateness: Matrix) -> None:
+        self.evaluations += len(X)
+        feasible = lateness.ravel() <= 0.0
+        X = np.vstack([self.X, X[feasible]])
+        F = np.vstack([self.F, F[feasible]])
+        _, first = np.unique(F, axis=0, return_index=True)
+        first.sort()
+        X, F = X[first], F[first]
+        keep = non_dominated(F)
+        keep.sort()
+        self.X, self.F = X[keep], F[keep]
+
+
+def build_algorithm(name: str, population: int, n_obj: int, seeds: Matrix) -> Algorithm:
+    operators = {
+        "sampling": SeededSampling(seeds),
+        "crossover": TaskUniformCrossover(),
+        "mutation": PlacementMutation(),
+        "repair": AllowedDeviceRepair(),
+        "eliminate_duplicates": HashDuplicateElimination(),
+    }
+    if name == "nsga2":
+        return NSGA2(pop_size=population, **operators)
+    if name == "nsga3":
+        return NSGA3(ref_dirs=reference_directions(n_obj, population), pop_size=population,
+                     **operators)  # fmt: skip
+    raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(ALGORITHMS)}")
+
+
+def reference_directions(n_obj: int, population: int) -> Matrix:
+    """Das-Dennis directions, as many partitions as fit in the population."""
+    partitions = 1
+    while comb(partitions + 1 + n_obj - 1, n_obj - 1) <= population:
+        partitions += 1
+    directions: Matrix = get_reference_directions("das-dennis", n_obj, n_partitions=partitions)
+    return directions
+
+
+def run_search(
+    problem: PlacementProblem,
+    algorithm: Algorithm,
+    generations: int,
+    seed: int,
+    after_generation: Callable[[int, Archive], None],
+) -> Archive:
+    """Run `generations` generations, calling `after_generation` after each one."""
+    algorithm.setup(problem, termination=("n_gen", generations), seed=seed, verbose=False)
+    archive = Archive.empty(problem.n_var, problem.n_obj)
+    generation = 0
+    while algorithm.has_next():
+        offspring = algorithm.ask()
+        algorithm.evaluator.eval(problem, offspring)
+        algorithm.tell(infills=offspring)
+        archive.add(offspring.get("X"), offspring.get("F"), offspring.get("G"))
+        generation += 1
+        after_generation(generation, archive)
+    return archive
