@@ -156,9 +156,18 @@ def _list_schedule(arrays: ProblemArrays, allowed: npt.NDArray[np.bool_], rule: 
 
 @njit(cache=True)
 def _assign_in_order(  # type: ignore[no-untyped-def]
-    order, allowed, rule, compute, pred_ptr, pred_task, pred_bytes,
-    latency, bytes_per_s, energy_per_byte, p_busy,
-):  # fmt: skip
+    order,
+    allowed,
+    rule,
+    compute,
+    pred_ptr,
+    pred_task,
+    pred_bytes,
+    latency,
+    bytes_per_s,
+    energy_per_byte,
+    p_busy,
+):
     n, m = compute.shape
     assign = np.full(n, -1, dtype=np.int64)
     finish = np.zeros(n)
@@ -172,8 +181,9 @@ def _assign_in_order(  # type: ignore[no-untyped-def]
         for d in range(m):
             if not allowed[t, d]:
                 continue
-            ready = _ready_time(t, d, assign, finish, pred_ptr, pred_task, pred_bytes,
-                                latency, bytes_per_s)  # fmt: skip
+            ready = _ready_time(
+                t, d, assign, finish, pred_ptr, pred_task, pred_bytes, latency, bytes_per_s
+            )
             end = _earliest_start(slot_start, slot_end, slot_count, d, ready, compute[t, d])
             end += compute[t, d]
             energy = 0.0
@@ -183,8 +193,9 @@ def _assign_in_order(  # type: ignore[no-untyped-def]
                     energy += pred_bytes[k] * energy_per_byte[assign[pred_task[k]], d]
             if energy < best_energy or (energy == best_energy and end < best_finish):
                 best_d, best_finish, best_energy = d, end, energy
-        ready = _ready_time(t, best_d, assign, finish, pred_ptr, pred_task, pred_bytes,
-                            latency, bytes_per_s)  # fmt: skip
+        ready = _ready_time(
+            t, best_d, assign, finish, pred_ptr, pred_task, pred_bytes, latency, bytes_per_s
+        )
         begin = _place(slot_start, slot_end, slot_count, best_d, ready, compute[t, best_d])
         assign[t] = best_d
         finish[t] = begin + compute[t, best_d]

@@ -7,8 +7,8 @@ docs/scheduling-format.md; HEFT and the other baselines are decoded by the same 
 every figure the engine reports comes from one implementation.
 
 The loops are compiled with numba (`cache=True` keeps the machine code on disk between
-runs); `decode_population(...).py_func` is the same code uninterpreted, which the benchmark
-times to show what compiling buys.
+runs). The benchmark also times the same code interpreted (`NUMBA_DISABLE_JIT=1`) to show
+what compiling buys.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def decode(arrays: ProblemArrays, assignment: npt.ArrayLike, keys: npt.ArrayLike
     start = np.empty(arrays.n_tasks)
     finish = np.empty(arrays.n_tasks)
     objectives = np.empty(len(OBJECTIVES))
-    violation = _decode_one(assign, key, *_args(arrays), start, finish, objectives)
+    violation = _decode_one(  # type: ignore[call-arg]
+        assign, key, *_args(arrays), start, finish, objectives
+    )
     return Schedule(assign, start, finish, objectives, float(violation))
 
 
@@ -82,9 +84,22 @@ def _args(arrays: ProblemArrays) -> tuple[npt.NDArray[np.generic], ...]:
 
 @njit(cache=True)
 def _decode_many(  # type: ignore[no-untyped-def]
-    assignments, keys, compute, pred_ptr, pred_task, pred_bytes, succ_ptr, succ_task,
-    latency, bytes_per_s, energy_per_byte, p_idle, p_busy, price, deadline,
-):  # fmt: skip
+    assignments,
+    keys,
+    compute,
+    pred_ptr,
+    pred_task,
+    pred_bytes,
+    succ_ptr,
+    succ_task,
+    latency,
+    bytes_per_s,
+    energy_per_byte,
+    p_idle,
+    p_busy,
+    price,
+    deadline,
+):
     population, n = assignments.shape
     out = np.empty((population, 4))
     violations = np.empty(population)
@@ -92,19 +107,49 @@ def _decode_many(  # type: ignore[no-untyped-def]
     finish = np.empty(n)
     for row in range(population):
         violations[row] = _decode_one(
-            assignments[row], keys[row], compute, pred_ptr, pred_task, pred_bytes, succ_ptr,
-            succ_task, latency, bytes_per_s, energy_per_byte, p_idle, p_busy, price, deadline,
-            start, finish, out[row],
-        )  # fmt: skip
+            assignments[row],
+            keys[row],
+            compute,
+            pred_ptr,
+            pred_task,
+            pred_bytes,
+            succ_ptr,
+            succ_task,
+            latency,
+            bytes_per_s,
+            energy_per_byte,
+            p_idle,
+            p_busy,
+            price,
+            deadline,
+            start,
+            finish,
+            out[row],
+        )
     return out, violations
 
 
 @njit(cache=True)
 def _decode_one(  # type: ignore[no-untyped-def]
-    assign, keys, compute, pred_ptr, pred_task, pred_bytes, succ_ptr, succ_task,
-    latency, bytes_per_s, energy_per_byte, p_idle, p_busy, price, deadline,
-    start, finish, objectives,
-):  # fmt: skip
+    assign,
+    keys,
+    compute,
+    pred_ptr,
+    pred_task,
+    pred_bytes,
+    succ_ptr,
+    succ_task,
+    latency,
+    bytes_per_s,
+    energy_per_byte,
+    p_idle,
+    p_busy,
+    price,
+    deadline,
+    start,
+    finish,
+    objectives,
+):
     n = assign.shape[0]
     m = compute.shape[1]
     # Busy intervals per device, sorted by start.
@@ -124,8 +169,9 @@ def _decode_one(  # type: ignore[no-untyped-def]
         t = heap_task[0]
         size = _heap_pop(heap_key, heap_task, size)
         d = assign[t]
-        ready = _ready_time(t, d, assign, finish, pred_ptr, pred_task, pred_bytes,
-                            latency, bytes_per_s)  # fmt: skip
+        ready = _ready_time(
+            t, d, assign, finish, pred_ptr, pred_task, pred_bytes, latency, bytes_per_s
+        )
         begin = _place(slot_start, slot_end, slot_count, d, ready, compute[t, d])
         start[t] = begin
         finish[t] = begin + compute[t, d]
@@ -134,8 +180,20 @@ def _decode_one(  # type: ignore[no-untyped-def]
             waiting[s] -= 1
             if waiting[s] == 0:
                 size = _heap_push(heap_key, heap_task, size, keys[s], s)
-    return _objectives(assign, compute, finish, pred_ptr, pred_task, pred_bytes,
-                       energy_per_byte, p_idle, p_busy, price, deadline, objectives)  # fmt: skip
+    return _objectives(
+        assign,
+        compute,
+        finish,
+        pred_ptr,
+        pred_task,
+        pred_bytes,
+        energy_per_byte,
+        p_idle,
+        p_busy,
+        price,
+        deadline,
+        objectives,
+    )
 
 
 @njit(cache=True)
@@ -186,9 +244,19 @@ def _place(slot_start, slot_end, slot_count, d, ready, duration):  # type: ignor
 
 @njit(cache=True)
 def _objectives(  # type: ignore[no-untyped-def]
-    assign, compute, finish, pred_ptr, pred_task, pred_bytes,
-    energy_per_byte, p_idle, p_busy, price, deadline, out,
-):  # fmt: skip
+    assign,
+    compute,
+    finish,
+    pred_ptr,
+    pred_task,
+    pred_bytes,
+    energy_per_byte,
+    p_idle,
+    p_busy,
+    price,
+    deadline,
+    out,
+):
     n = assign.shape[0]
     m = compute.shape[1]
     busy = np.zeros(m)

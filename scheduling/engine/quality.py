@@ -46,8 +46,11 @@ def lower_bounds(arrays: ProblemArrays) -> dict[str, float]:
         "critical_path_s": critical_path,
         "work_over_speed_s": work_over_speed,
         "energy": float((compute * arrays.power_busy_w[None, :]).min(axis=1).sum()),
-        "cost": float(np.where(arrays.allowed, arrays.compute_s * arrays.price_per_s, np.inf)
-                      .min(axis=1).sum()),  # fmt: skip
+        "cost": float(
+            np.where(arrays.allowed, arrays.compute_s * arrays.price_per_s, np.inf)
+            .min(axis=1)
+            .sum()
+        ),
         "bandwidth": _forced_crossing_mb(arrays),
     }
 

@@ -194,8 +194,9 @@ def build_algorithm(name: str, population: int, n_obj: int, seeds: Matrix) -> Al
     if name == "nsga2":
         return NSGA2(pop_size=population, **operators)
     if name == "nsga3":
-        return NSGA3(ref_dirs=reference_directions(n_obj, population), pop_size=population,
-                     **operators)  # fmt: skip
+        return NSGA3(
+            ref_dirs=reference_directions(n_obj, population), pop_size=population, **operators
+        )
     raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(ALGORITHMS)}")
 
 

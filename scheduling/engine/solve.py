@@ -94,9 +94,7 @@ def solve(
 
     search_problem = PlacementProblem(arrays, columns)
     seeds = np.vstack([join(placement) for placement, _ in baselines.values()])
-    algorithm = build_algorithm(
-        options.algorithm, options.population, len(columns), seeds
-    )
+    algorithm = build_algorithm(options.algorithm, options.population, len(columns), seeds)
     archive = run_search(
         search_problem, algorithm, options.generations, options.seed, after_generation
     )
@@ -194,7 +192,9 @@ def _entry(problem: Problem, schedule: Schedule) -> dict[str, Any]:
     order = np.lexsort((schedule.assignment, schedule.start_s))
     return {
         "objectives": as_mapping(problem.objectives, schedule.objectives[columns]),
-        "assignment": {t.id: devices[d].id for t, d in zip(tasks, schedule.assignment, strict=True)},
+        "assignment": {
+            t.id: devices[d].id for t, d in zip(tasks, schedule.assignment, strict=True)
+        },
         "timeline": [
             {
                 "task": tasks[t].id,

@@ -36,15 +36,27 @@ HEFT_SCHEDULE = {
 def problem_document() -> dict[str, Any]:
     return {
         "tasks": [
-            {"id": task, "flops": 1, "memory_mb": 0, "runtime_s": dict(zip(PROCESSORS, costs))}
+            {
+                "id": task,
+                "flops": 1,
+                "memory_mb": 0,
+                "runtime_s": dict(zip(PROCESSORS, costs, strict=True)),
+            }
             for task, costs in COMPUTE.items()
         ],
         "edges": [{"from": a, "to": b, "bytes": c * 1e6} for (a, b), c in COMMUNICATION.items()],
         "devices": [
-            {"id": p, "tier": "cloud", "gflops": 1, "memory_mb": 1024, "power_idle_w": 10,
-             "power_busy_w": 100, "cost_per_hour": 3.6}
+            {
+                "id": p,
+                "tier": "cloud",
+                "gflops": 1,
+                "memory_mb": 1024,
+                "power_idle_w": 10,
+                "power_busy_w": 100,
+                "cost_per_hour": 3.6,
+            }
             for p in PROCESSORS
-        ],  # fmt: skip
+        ],
         "links": [{"from": "cloud", "to": "cloud", "bandwidth_mbps": 8, "latency_ms": 0}],
         "objectives": ["makespan", "energy"],
     }
