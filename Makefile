@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-fleet bench-scheduling clean
 
 install: $(STAMP)
 
@@ -24,8 +24,13 @@ lint: install
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/lint-imports
 
-bench: install
+bench: bench-scheduling bench-fleet
+
+bench-fleet: install
 	$(PY) -m benchmarks.fleet $(BENCH_ARGS)
+
+bench-scheduling: install
+	$(PY) -m benchmarks.scheduling
 
 clean:
 	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache
