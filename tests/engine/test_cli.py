@@ -100,3 +100,15 @@ def test_bad_arguments_are_refused_by_name(args: list[str], message: str) -> Non
     refused = run_cli(*args)
     assert refused.returncode == 2
     assert message in refused.stderr
+
+
+def test_import_wfformat_writes_a_problem_that_solves(tmp_path: Path) -> None:
+    problem = tmp_path / "montage.json"
+    workflow = ROOT / "tests" / "engine" / "data" / "montage-1.5.json"
+    imported = run_cli("import-wfformat", str(workflow), "--devices", "6", "--out", str(problem))
+    assert imported.returncode == 0, imported.stderr
+    document = json.loads(problem.read_text())
+    assert len(document["devices"]) == 6 and document["tasks"]
+    solved = run_cli("solve", str(problem), "--generations", "2", "--population", "8")
+    assert solved.returncode == 0, solved.stderr
+    assert json.loads(solved.stdout)["front"]
