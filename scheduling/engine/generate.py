@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from scheduling.engine.problem import FORMAT
-from .wfformat import REFERENCE_GFLOPS
+from scheduling.engine.wfformat import REFERENCE_GFLOPS
 
 DEFAULT_OBJECTIVES = ("makespan", "energy", "cost")
 
