@@ -46,12 +46,21 @@ class PlacementProblem(PymooProblem):  # type: ignore[misc]
         super().__init__(n_var=2 * n, n_obj=len(columns), n_ieq_constr=1, xl=0.0, xu=upper)
         self.arrays = arrays
         self.columns = columns
+        # Cumulative move weights per task over the devices it may use (0 elsewhere).
+        self.speed_cdf = _cumulative(arrays.allowed / arrays.compute_s)
+        self.efficiency_cdf = _cumulative(
+            arrays.allowed / np.maximum(arrays.compute_s * arrays.power_busy_w, 1e-12)
+        )
 
     def _evaluate(self, X: Matrix, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         assignment, keys = split(X, self.arrays.n_tasks)
         objectives, lateness = decode_population(self.arrays, assignment, keys)
         out["F"] = objectives[:, self.columns]
         out["G"] = lateness[:, None]
+
+
+def _cumulative(weights: Matrix) -> Matrix:
+    return np.cumsum(np.where(np.isfinite(weights), weights, 0.0), axis=1)
 
 
 def split(X: Matrix, n: int) -> tuple[npt.NDArray[np.int64], Matrix]:
@@ -100,42 +109,49 @@ class TaskUniformCrossover(Crossover):  # type: ignore[misc]
 
 
 class PlacementMutation(Mutation):  # type: ignore[misc]
-    """Moves about one task per child: half the moves to a random allowed device, half onto
-    a neighbour's device (which saves a transfer); and nudges about one key."""
+    """Moves about one task per child to another device, and nudges about one key.
+
+    A move picks the new device in one of three ways, equally often: weighted by speed
+    (favours makespan), weighted by energy efficiency (favours energy), or the device of one
+    of the task's neighbours (saves a transfer). Uniform picks would mostly land on the many
+    slow end devices of a city fleet and rarely help.
+    """
 
     def __init__(self) -> None:
         super().__init__(prob=1.0)
 
     def _do(self, problem: PlacementProblem, X: Matrix, *args: Any, **kwargs: Any) -> Matrix:
         rng: np.random.Generator = kwargs["random_state"]
-        arrays = problem.arrays
-        n = arrays.n_tasks
+        n = problem.arrays.n_tasks
         X = X.copy()
-        rate = 1.0 / n
-        moved = rng.random(X[:, :n].shape) < rate
-        fresh = random_assignment(arrays.allowed, rng, len(X)).astype(np.float64)
-        X[:, :n] = np.where(moved, fresh, X[:, :n])
-        self._follow_neighbours(arrays, X, rng.random(X[:, :n].shape) < rate / 2, rng)
-        nudged = rng.random(X[:, n:].shape) < rate
-        step = rng.normal(0.0, 0.1, X[:, n:].shape)
+        rows, tasks = np.nonzero(rng.random((len(X), n)) < 1.0 / n)
+        ways = rng.integers(0, 3, len(rows))
+        draws = rng.random(len(rows))
+        for row, t, way, draw in zip(rows, tasks, ways, draws, strict=True):
+            device = self._pick(problem, X[row], t, way, draw)
+            if device is not None:
+                X[row, t] = device
+        nudged = rng.random((len(X), n)) < 1.0 / n
+        step = rng.normal(0.0, 0.1, (len(X), n))
         X[:, n:] = np.clip(np.where(nudged, X[:, n:] + step, X[:, n:]), 0.0, 1.0)
         return X
 
     @staticmethod
-    def _follow_neighbours(
-        arrays: ProblemArrays, X: Matrix, chosen: npt.NDArray[np.bool_], rng: np.random.Generator
-    ) -> None:
-        for row, t in zip(*np.nonzero(chosen), strict=True):
-            neighbours = np.concatenate(
-                [
-                    arrays.pred_task[arrays.pred_ptr[t] : arrays.pred_ptr[t + 1]],
-                    arrays.succ_task[arrays.succ_ptr[t] : arrays.succ_ptr[t + 1]],
-                ]
-            )
-            if len(neighbours):
-                device = int(X[row, rng.choice(neighbours)])
-                if arrays.allowed[t, device]:
-                    X[row, t] = device
+    def _pick(problem: PlacementProblem, x: Matrix, t: int, way: int, draw: float) -> int | None:
+        if way < 2:
+            cdf = (problem.speed_cdf if way == 0 else problem.efficiency_cdf)[t]
+            return int(np.searchsorted(cdf, draw * cdf[-1], side="right"))
+        arrays = problem.arrays
+        neighbours = np.concatenate(
+            [
+                arrays.pred_task[arrays.pred_ptr[t] : arrays.pred_ptr[t + 1]],
+                arrays.succ_task[arrays.succ_ptr[t] : arrays.succ_ptr[t + 1]],
+            ]
+        )
+        if not len(neighbours):
+            return None
+        device = int(x[neighbours[int(draw * len(neighbours))]])
+        return device if arrays.allowed[t, device] else None
 
 
 class AllowedDeviceRepair(Repair):  # type: ignore[misc]
