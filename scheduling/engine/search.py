@@ -128,7 +128,7 @@ class PlacementMutation(Mutation):  # type: ignore[misc]
         ways = rng.integers(0, 3, len(rows))
         draws = rng.random(len(rows))
         for row, t, way, draw in zip(rows, tasks, ways, draws, strict=True):
-            device = self._pick(problem, X[row], t, way, draw)
+            device = self._pick(problem, X[row], int(t), int(way), float(draw))
             if device is not None:
                 X[row, t] = device
         nudged = rng.random((len(X), n)) < 1.0 / n
