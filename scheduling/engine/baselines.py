@@ -6,6 +6,10 @@ schedule, so a baseline's figures come from the same model as the optimiser's.
 - `heft`: Topcuoglu, Hariri and Wu (2002): tasks by decreasing upward rank (mean compute
   time plus the heaviest mean transfer-and-rank of a successor), each on the device where it
   finishes earliest, insertion-based.
+- `peft`: Arabnejad and Barbosa (2014): HEFT with a look-ahead. An optimistic cost table
+  holds, per task and device, the shortest remaining path to the exit if the task ran
+  there; tasks go by decreasing mean table value, each where its finish plus that value is
+  least.
 - `all_cloud`, `all_on_end`: HEFT limited to one tier (pinned tasks stay where pinned).
 - `greedy_energy`: in HEFT's order, each task where its compute and input-transfer energy
   are least, earliest finish breaking ties.
@@ -37,25 +41,45 @@ class Placement:
     keys: npt.NDArray[np.float64]
 
 
+def mean_transfer_s(arrays: ProblemArrays) -> npt.NDArray[np.float64]:
+    """Each successor edge's transfer time averaged over all pairs of distinct devices."""
+    m = arrays.n_devices
+    if m == 1:
+        return np.zeros(len(arrays.succ_bytes))
+    off_diagonal = ~np.eye(m, dtype=bool)
+    mean_latency = arrays.latency_s[off_diagonal].mean()
+    mean_inverse_bandwidth = (1.0 / arrays.bytes_per_s[off_diagonal]).mean()
+    transfer: npt.NDArray[np.float64] = mean_latency + arrays.succ_bytes * mean_inverse_bandwidth
+    return transfer
+
+
 def upward_ranks(arrays: ProblemArrays) -> npt.NDArray[np.float64]:
     """HEFT's upward rank of every task, from mean compute and mean transfer times."""
     allowed = arrays.allowed
     mean_compute = np.where(allowed, arrays.compute_s, 0.0).sum(1) / allowed.sum(1)
-    m = arrays.n_devices
-    off_diagonal = ~np.eye(m, dtype=bool)
-    if m > 1:
-        mean_latency = float(arrays.latency_s[off_diagonal].mean())
-        mean_inverse_bandwidth = float((1.0 / arrays.bytes_per_s[off_diagonal]).mean())
-    else:
-        mean_latency = mean_inverse_bandwidth = 0.0
+    transfer = mean_transfer_s(arrays)
     rank = np.zeros(arrays.n_tasks)
     for t in reversed(topological_order(arrays)):
-        best = 0.0
-        for k in range(arrays.succ_ptr[t], arrays.succ_ptr[t + 1]):
-            transfer = mean_latency + arrays.succ_bytes[k] * mean_inverse_bandwidth
-            best = max(best, transfer + rank[arrays.succ_task[k]])
-        rank[t] = mean_compute[t] + best
+        edges = slice(arrays.succ_ptr[t], arrays.succ_ptr[t + 1])
+        successors = transfer[edges] + rank[arrays.succ_task[edges]]
+        rank[t] = mean_compute[t] + (successors.max() if len(successors) else 0.0)
     return rank
+
+
+def optimistic_costs(arrays: ProblemArrays) -> npt.NDArray[np.float64]:
+    """PEFT's optimistic cost table: OCT[t, d] is the shortest path from t's finish on d to
+    the exit, each later task on its best allowed device, a transfer costing its mean time
+    when the device changes."""
+    run = np.where(arrays.allowed, arrays.compute_s, np.inf)
+    transfer = mean_transfer_s(arrays)
+    table = np.zeros((arrays.n_tasks, arrays.n_devices))
+    for t in reversed(topological_order(arrays)):
+        for k in range(arrays.succ_ptr[t], arrays.succ_ptr[t + 1]):
+            onward = table[arrays.succ_task[k]] + run[arrays.succ_task[k]]
+            # min over the successor's device w of onward[w] + transfer if w != d.
+            best = np.minimum(onward, onward.min() + transfer[k])
+            table[t] = np.maximum(table[t], best)
+    return table
 
 
 def topological_order(
@@ -84,11 +108,16 @@ def topological_order(
 
 def heft_order(arrays: ProblemArrays) -> list[int]:
     """Decreasing upward rank; equal ranks (to 12 digits) in task order, as in the paper."""
-    rank = np.array([float(f"{r:.12g}") for r in upward_ranks(arrays)])
-    by_rank = np.lexsort((np.arange(arrays.n_tasks), -rank))
-    position = np.empty(arrays.n_tasks)
-    position[by_rank] = np.arange(arrays.n_tasks)
-    return topological_order(arrays, position)
+    return topological_order(arrays, _rank_positions(upward_ranks(arrays)))
+
+
+def _rank_positions(rank: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Each task's position when sorted by decreasing rank, ties in task order."""
+    rounded = np.array([float(f"{r:.12g}") for r in rank])
+    by_rank = np.lexsort((np.arange(len(rank)), -rounded))
+    position = np.empty(len(rank))
+    position[by_rank] = np.arange(len(rank))
+    return position
 
 
 def keys_for(order: list[int]) -> npt.NDArray[np.float64]:
@@ -100,6 +129,13 @@ def keys_for(order: list[int]) -> npt.NDArray[np.float64]:
 
 def heft(arrays: ProblemArrays) -> Placement:
     return _list_schedule(arrays, arrays.allowed, EARLIEST_FINISH)
+
+
+def peft(arrays: ProblemArrays) -> Placement:
+    table = optimistic_costs(arrays)
+    mean_table = np.where(arrays.allowed, table, 0.0).sum(1) / arrays.allowed.sum(1)
+    order = topological_order(arrays, _rank_positions(mean_table))
+    return _schedule_in_order(arrays, order, arrays.allowed, EARLIEST_FINISH, table)
 
 
 def greedy_energy(arrays: ProblemArrays) -> Placement:
@@ -137,11 +173,22 @@ def _on_tier(arrays: ProblemArrays, tier: str) -> Placement | None:
 
 
 def _list_schedule(arrays: ProblemArrays, allowed: npt.NDArray[np.bool_], rule: int) -> Placement:
-    order = heft_order(arrays)
+    no_lookahead = np.zeros(arrays.compute_s.shape)
+    return _schedule_in_order(arrays, heft_order(arrays), allowed, rule, no_lookahead)
+
+
+def _schedule_in_order(
+    arrays: ProblemArrays,
+    order: list[int],
+    allowed: npt.NDArray[np.bool_],
+    rule: int,
+    lookahead: npt.NDArray[np.float64],
+) -> Placement:
     assignment = _assign_in_order(
         np.array(order, dtype=np.int64),
         allowed,
         rule,
+        lookahead,
         arrays.compute_s,
         arrays.pred_ptr,
         arrays.pred_task,
@@ -159,6 +206,7 @@ def _assign_in_order(  # type: ignore[no-untyped-def]
     order,
     allowed,
     rule,
+    lookahead,
     compute,
     pred_ptr,
     pred_task,
@@ -185,7 +233,7 @@ def _assign_in_order(  # type: ignore[no-untyped-def]
                 t, d, assign, finish, pred_ptr, pred_task, pred_bytes, latency, bytes_per_s
             )
             end = _earliest_start(slot_start, slot_end, slot_count, d, ready, compute[t, d])
-            end += compute[t, d]
+            end += compute[t, d] + lookahead[t, d]
             energy = 0.0
             if rule == LEAST_ENERGY:
                 energy = p_busy[d] * compute[t, d]
@@ -206,6 +254,7 @@ BaselineFactory = Callable[[ProblemArrays, np.random.Generator], Placement | Non
 
 BASELINES: dict[str, BaselineFactory] = {
     "heft": lambda arrays, rng: heft(arrays),
+    "peft": lambda arrays, rng: peft(arrays),
     "all_cloud": lambda arrays, rng: all_cloud(arrays),
     "all_on_end": lambda arrays, rng: all_on_end(arrays),
     "greedy_energy": lambda arrays, rng: greedy_energy(arrays),

@@ -11,6 +11,8 @@ from scheduling.engine.baselines import (
     all_on_end,
     greedy_energy,
     heft,
+    optimistic_costs,
+    peft,
     random_placement,
     upward_ranks,
 )
@@ -100,6 +102,19 @@ def test_greedy_energy_picks_the_least_energy_device() -> None:
     assert device_names(problem, heft(problem.arrays).assignment) == ["hungry"]
 
 
+def test_peft_looks_ahead_with_the_optimistic_cost_table() -> None:
+    # b runs 1 s on d0 and 3 s on d1 (measured runtimes); a transfer between the two takes
+    # 0.1 s latency + 1 MB at 1 MB/s.
+    document = problem_document(
+        [task("a", 1.0), task("b", 1.0, runtime_s={"d0": 1.0, "d1": 3.0})], [edge("a", "b")]
+    )
+    problem = parse_problem(document)
+    table = optimistic_costs(problem.arrays)
+    # From d0, b runs best on d0 (1 s); from d1, moving b to d0 costs 1.1 + 1 < 3 on d1.
+    assert table.ravel().tolist() == pytest.approx([1.0, 2.1, 0.0, 0.0])
+    assert device_names(problem, peft(problem.arrays).assignment) == ["d0", "d0"]
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_every_baseline_uses_only_allowed_devices(seed: int) -> None:
     problem = parse_problem(video_pipeline(cameras=6, devices=12, seed=seed))
@@ -107,6 +122,7 @@ def test_every_baseline_uses_only_allowed_devices(seed: int) -> None:
     rng = np.random.default_rng(seed)
     for placement in (
         heft(arrays),
+        peft(arrays),
         all_cloud(arrays),
         greedy_energy(arrays),
         random_placement(arrays, rng),

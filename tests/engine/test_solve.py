@@ -46,6 +46,7 @@ def test_the_result_has_the_documented_keys(result: dict[str, Any]) -> None:
     } <= result.keys()
     assert set(result["baselines"]) == {
         "heft",
+        "peft",
         "all_cloud",
         "all_on_end",
         "greedy_energy",
