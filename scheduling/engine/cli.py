@@ -15,8 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from scheduling.engine.generate import SHAPES, with_fleet
 from scheduling.engine.problem import OBJECTIVES, ProblemError, parse_problem
+from scheduling.engine.quality import weighted_choice
 from scheduling.engine.search import ALGORITHMS
 from scheduling.engine.solve import Progress, SolveOptions, solve
 from scheduling.engine.wfformat import WfFormatError, workload_from_wfformat
@@ -48,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     solve_cmd.add_argument("--population", type=_positive, default=100)
     solve_cmd.add_argument("--seed", type=int, default=1)
     solve_cmd.add_argument("--max-front", type=_positive, default=100)
+    solve_cmd.add_argument(
+        "--weights",
+        type=_weights,
+        help="also pick the front solution with the least weighted sum of scaled objectives, "
+        "e.g. makespan=2,energy=1 (objectives left out weigh 0)",
+    )
     solve_cmd.add_argument("--progress", action="store_true", help="a line per generation")
     solve_cmd.add_argument("--out", type=Path, help="result JSON (default: stdout)")
     solve_cmd.set_defaults(run=_solve)
@@ -89,6 +98,24 @@ def _objectives(text: str) -> list[str]:
     return names
 
 
+def _weights(text: str) -> dict[str, float]:
+    weights = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in OBJECTIVES:
+            raise argparse.ArgumentTypeError(
+                f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}"
+            )
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: weight {value!r} is not a number") from None
+        if not weights[name] >= 0:
+            raise argparse.ArgumentTypeError(f"{name}: weight must be >= 0")
+    return weights
+
+
 def _solve(args: argparse.Namespace) -> None:
     problem = parse_problem(_read_json(args.problem, "problem"))
     if args.objectives:
@@ -103,7 +130,19 @@ def _solve(args: argparse.Namespace) -> None:
         )
     except ValueError as error:
         raise UsageError(str(error)) from error
+    if args.weights and not set(args.weights) <= set(problem.objectives):
+        extra = ", ".join(sorted(set(args.weights) - set(problem.objectives)))
+        raise UsageError(f"--weights: {extra} is not an objective of this run")
     result = solve(problem, options, on_generation=_print_progress if args.progress else None)
+    if args.weights and result["front"]:
+        vector = [args.weights.get(name, 0.0) for name in problem.objectives]
+        front = np.array(
+            [[e["objectives"][n] for n in problem.objectives] for e in result["front"]]
+        )
+        result["weighted_choice"] = {
+            "weights": args.weights,
+            "index": weighted_choice(front, vector),
+        }
     _write_json(result, args.out)
     _print_summary(result)
 

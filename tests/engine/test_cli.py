@@ -27,38 +27,17 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_generate_then_solve_writes_the_documented_result(tmp_path: Path) -> None:
     problem = tmp_path / "problem.json"
     generated = run_cli(
-        "generate",
-        "--shape",
-        "video-pipeline",
-        "--tasks",
-        "18",
-        "--devices",
-        "9",
-        "--seed",
-        "2",
-        "--out",
-        str(problem),
+        *"generate --shape video-pipeline --tasks 18 --devices 9 --seed 2".split(),
+        *("--out", str(problem)),
     )
     assert generated.returncode == 0, generated.stderr
     assert len(json.loads(problem.read_text())["tasks"]) == 18
 
     out = tmp_path / "result.json"
     solved = run_cli(
-        "solve",
-        str(problem),
-        "--objectives",
-        "makespan,energy,cost",
-        "--algorithm",
-        "nsga2",
-        "--generations",
-        "5",
-        "--population",
-        "16",
-        "--seed",
-        "7",
-        "--out",
-        str(out),
-        "--progress",
+        *("solve", str(problem), "--out", str(out)),
+        *"--objectives makespan,energy,cost --algorithm nsga2 --generations 5".split(),
+        *"--population 16 --seed 7 --progress --weights makespan=1".split(),
     )
     assert solved.returncode == 0, solved.stderr
     assert "generation 5: hypervolume" in solved.stderr
@@ -71,6 +50,9 @@ def test_generate_then_solve_writes_the_documented_result(tmp_path: Path) -> Non
     assert {"front", "baselines"} <= result["hypervolume"].keys()
     assert result["lower_bounds"]["makespan"] > 0
     assert result["wall_time_s"] > 0
+    chosen = result["weighted_choice"]["index"]
+    fastest = min(e["objectives"]["makespan"] for e in result["front"])
+    assert result["front"][chosen]["objectives"]["makespan"] == fastest
 
 
 def test_a_refused_problem_names_the_task_and_writes_nothing(tmp_path: Path) -> None:
@@ -92,6 +74,8 @@ def test_a_refused_problem_names_the_task_and_writes_nothing(tmp_path: Path) -> 
         (["solve", "pyproject.toml"], "problem: pyproject.toml is not JSON"),
         (["solve", "x.json", "--objectives", "speed"], "unknown objective(s) speed"),
         (["solve", "x.json", "--generations", "0"], "--generations: must be at least 1"),
+        (["solve", "x.json", "--weights", "speed=1"], "unknown objective 'speed'"),
+        (["solve", "x.json", "--weights", "cost=cheap"], "cost: weight 'cheap' is not a number"),
         (["generate", "--shape", "mesh", "--tasks", "5", "--devices", "3"], "--shape: invalid"),
         (["import-wfformat", "pyproject.toml", "--devices", "3"], "workflow: pyproject.toml"),
     ],
