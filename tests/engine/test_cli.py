@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,10 @@ from tests.engine.helpers import edge, problem_document, task
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, options: str = "") -> subprocess.CompletedProcess[str]:
+    """Run the CLI with `args`, then the space-separated `options`."""
     return subprocess.run(
-        [sys.executable, "-m", "scheduling", *args],
+        [sys.executable, "-m", "scheduling", *args, *shlex.split(options)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -27,8 +29,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_generate_then_solve_writes_the_documented_result(tmp_path: Path) -> None:
     problem = tmp_path / "problem.json"
     generated = run_cli(
-        *"generate --shape video-pipeline --tasks 18 --devices 9 --seed 2".split(),
-        *("--out", str(problem)),
+        *("generate", "--out", str(problem)),
+        options="--shape video-pipeline --tasks 18 --devices 9 --seed 2",
     )
     assert generated.returncode == 0, generated.stderr
     assert len(json.loads(problem.read_text())["tasks"]) == 18
@@ -36,8 +38,8 @@ def test_generate_then_solve_writes_the_documented_result(tmp_path: Path) -> Non
     out = tmp_path / "result.json"
     solved = run_cli(
         *("solve", str(problem), "--out", str(out)),
-        *"--objectives makespan,energy,cost --algorithm nsga2 --generations 5".split(),
-        *"--population 16 --seed 7 --progress --weights makespan=1".split(),
+        options="--objectives makespan,energy,cost --algorithm nsga2 --generations 5 "
+        "--population 16 --seed 7 --progress --weights makespan=1",
     )
     assert solved.returncode == 0, solved.stderr
     assert "generation 5: hypervolume" in solved.stderr
