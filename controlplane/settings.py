@@ -202,6 +202,12 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TierEnum": "devices.models.Tier",
         "DeviceStatusEnum": "devices.models.DeviceStatus",
+        "JobStatusEnum": "scheduling.models.JobStatus",
+        "DecisionStatusEnum": "scheduling.models.DecisionStatus",
+        "WorkloadSourceEnum": "scheduling.models.WorkloadSource",
+        "AlgorithmEnum": "scheduling.models.Algorithm",
+        "ObjectiveEnum": "scheduling.models.Objective",
+        "SolutionKindEnum": "scheduling.models.SolutionKind",
     },
 }
 

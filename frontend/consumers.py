@@ -1,4 +1,4 @@
-"""WebSocket consumers that relay fleet events to operators' browsers."""
+"""WebSocket consumers that relay fleet and scheduling events to operators' browsers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from controlplane.roles import is_operator
 from devices.events import FLEET_GROUP, device_group
+from scheduling.events import DECISIONS_GROUP, JOBS_GROUP, job_group
 
 
 class OperatorConsumer(AsyncJsonWebsocketConsumer):
@@ -48,3 +49,37 @@ class DeviceConsumer(OperatorConsumer):
         await self.send_json(
             {"type": "update", "device": event["device"], "samples": event["samples"]}
         )
+
+
+class SchedulingJobConsumer(OperatorConsumer):
+    """A job's page: its status, its progress per generation, decisions on its solutions."""
+
+    def get_group(self) -> str:
+        return job_group(self.scope["url_route"]["kwargs"]["job_id"])
+
+    async def job_status(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "status", "job": event["job"]})
+
+    async def job_progress(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "progress", "entries": event["entries"]})
+
+    async def decision_update(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "decision", "decision": event["decision"]})
+
+
+class SchedulingJobsConsumer(OperatorConsumer):
+    """The job list: every job's status changes."""
+
+    group_name = JOBS_GROUP
+
+    async def job_status(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "status", "job": event["job"]})
+
+
+class DecisionsConsumer(OperatorConsumer):
+    """The review queue: every proposal, approval and rejection."""
+
+    group_name = DECISIONS_GROUP
+
+    async def decision_update(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "decision", "decision": event["decision"]})

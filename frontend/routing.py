@@ -5,4 +5,7 @@ from frontend import consumers
 websocket_urlpatterns = [
     path("ws/fleet/", consumers.FleetConsumer.as_asgi()),
     path("ws/devices/<uuid:device_id>/", consumers.DeviceConsumer.as_asgi()),
+    path("ws/scheduling/jobs/", consumers.SchedulingJobsConsumer.as_asgi()),
+    path("ws/scheduling/jobs/<uuid:job_id>/", consumers.SchedulingJobConsumer.as_asgi()),
+    path("ws/scheduling/decisions/", consumers.DecisionsConsumer.as_asgi()),
 ]

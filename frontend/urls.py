@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from frontend import views
+from frontend import scheduling_views, views
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
@@ -15,6 +15,46 @@ urlpatterns = [
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
     path("static-vendor/plotly.min.js", views.plotly_js, name="plotly-js"),
+    # Scheduling
+    path("scheduling/workloads/", scheduling_views.workloads, name="scheduling-workloads"),
+    path(
+        "scheduling/workloads/<uuid:workload_id>/",
+        scheduling_views.workload_detail,
+        name="scheduling-workload",
+    ),
+    path("scheduling/jobs/", scheduling_views.jobs, name="scheduling-jobs"),
+    path("scheduling/jobs/<uuid:job_id>/", scheduling_views.job_detail, name="scheduling-job"),
+    path(
+        "scheduling/jobs/<uuid:job_id>/cancel/",
+        scheduling_views.job_cancel,
+        name="scheduling-job-cancel",
+    ),
+    path(
+        "scheduling/jobs/<uuid:job_id>/retry/",
+        scheduling_views.job_retry,
+        name="scheduling-job-retry",
+    ),
+    path(
+        "scheduling/solutions/<uuid:solution_id>.json",
+        scheduling_views.solution_data,
+        name="scheduling-solution",
+    ),
+    path(
+        "scheduling/solutions/<uuid:solution_id>/propose/",
+        scheduling_views.solution_propose,
+        name="scheduling-solution-propose",
+    ),
+    path("scheduling/decisions/", scheduling_views.decisions, name="scheduling-decisions"),
+    path(
+        "scheduling/decisions/<uuid:decision_id>/approve/",
+        scheduling_views.decision_approve,
+        name="scheduling-decision-approve",
+    ),
+    path(
+        "scheduling/decisions/<uuid:decision_id>/reject/",
+        scheduling_views.decision_reject,
+        name="scheduling-decision-reject",
+    ),
 ]
 
 # Static files under the ASGI server (no web server in front in the embedded setup).
