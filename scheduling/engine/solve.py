@@ -156,6 +156,7 @@ def _result(
             "baselines": {
                 name: scale.hypervolume(point[None, :]) for name, point in baseline_points.items()
             },
+            "all_baselines": scale.hypervolume(np.array(list(baseline_points.values()))),
             "reference_point": as_mapping(problem.objectives, scale.reference_point()),
             "ideal_point": as_mapping(problem.objectives, scale.ideal),
         },
