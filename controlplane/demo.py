@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     manage("migrate", "--noinput")
     print("Users (passwords are new each run):", flush=True)
     print(manage("bootstrap", "--users"), end="", flush=True)
+    # A workload ready to schedule: one camera per simulated end device.
+    manage("create_workload", "--template", "video-pipeline", "--param", "cameras=8",
+           "--name", "Junction cameras (demo)", "--if-missing")  # fmt: skip
     count = sum(int(part.split(":")[1]) for part in options.mix.split(","))
     token = manage(
         "create_enrollment_token", "--uses", str(count), "--expires", "1h", "--name", "demo fleet"

@@ -1,4 +1,4 @@
-"""Management commands: scripted enrollment tokens and role bootstrap."""
+"""Management commands: scripted enrollment tokens, role bootstrap, workloads."""
 
 from __future__ import annotations
 
@@ -46,3 +46,33 @@ def test_bootstrap_users(db: Any) -> None:
     assert list(operator.groups.values_list("name", flat=True)) == ["operator"]
     password = out.getvalue().split("operator  password: ")[1].split()[0]
     assert operator.check_password(password)
+
+
+def test_create_workload_from_a_template_once(db: Any) -> None:
+    from scheduling.models import Workload
+
+    args = ["--template", "video-pipeline", "--name", "junction", "--param", "cameras=3"]
+    out = StringIO()
+    call_command("create_workload", *args, stdout=out)
+    workload = Workload.objects.get(pk=out.getvalue().strip())
+    assert workload.task_count == 4 * 3 + 2
+    again = StringIO()
+    call_command("create_workload", *args, "--if-missing", stdout=again)
+    assert again.getvalue().strip() == str(workload.pk)
+    assert Workload.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "param,message",
+    [("cameras=many", "--param: 'cameras=many' is not NAME=INTEGER"),
+     ("cameras=0", "cameras must be from 1 to 500"),
+     ("lanes=2", "lanes is not a parameter of video-pipeline")],
+)  # fmt: skip
+def test_create_workload_bad_input(db: Any, param: str, message: str) -> None:
+    from scheduling.models import Workload
+
+    with pytest.raises(CommandError, match=message):
+        call_command(
+            "create_workload", "--template", "video-pipeline", "--name", "x", "--param", param
+        )
+    assert Workload.objects.count() == 0
