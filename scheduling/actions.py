@@ -26,11 +26,11 @@ from controlplane.roles import is_admin
 from devices.api.serializers import storable_json_problem
 from scheduling import events
 from scheduling.engine import FORMAT, ProblemError, parse_problem, parse_workload
+from scheduling.engine.search import check_algorithm
 from scheduling.engine.wfformat import WfFormatError, is_wfformat, workload_from_wfformat
 from scheduling.fleet import snapshot_fleet
 from scheduling.models import (
     JOB_STALE_AFTER,
-    Algorithm,
     Decision,
     DecisionStatus,
     JobStatus,
@@ -226,9 +226,10 @@ def submit_job(
 ) -> SchedulingJob:
     """Freeze the problem (workload, online fleet, objectives), store a queued job and
     enqueue its task on commit. A problem the engine refuses stores nothing."""
-    if algorithm == Algorithm.NSGA3 and len(objectives) < 2:
-        # NSGA-III's reference directions need two objectives or more (pymoo loops on one).
-        raise SchedulingError("NSGA-III needs at least two objectives; use NSGA-II.", "algorithm")
+    try:
+        check_algorithm(algorithm, len(objectives))
+    except ValueError as error:
+        raise SchedulingError(str(error), "algorithm") from error
     problem = build_problem(workload, objectives)
     job = SchedulingJob.objects.create(
         workload=workload,

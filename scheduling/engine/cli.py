@@ -20,7 +20,7 @@ import numpy as np
 from scheduling.engine.generate import SHAPES, with_fleet
 from scheduling.engine.problem import OBJECTIVES, ProblemError, parse_problem
 from scheduling.engine.quality import weighted_choice
-from scheduling.engine.search import ALGORITHMS
+from scheduling.engine.search import ALGORITHMS, check_algorithm
 from scheduling.engine.solve import Progress, SolveOptions, solve
 from scheduling.engine.wfformat import WfFormatError, workload_from_wfformat
 
@@ -128,6 +128,7 @@ def _solve(args: argparse.Namespace) -> None:
             seed=args.seed,
             max_front=args.max_front,
         )
+        check_algorithm(options.algorithm, len(problem.objectives))
     except ValueError as error:
         raise UsageError(str(error)) from error
     if args.weights and not set(args.weights) <= set(problem.objectives):

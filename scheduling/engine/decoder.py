@@ -82,7 +82,8 @@ def _args(arrays: ProblemArrays) -> tuple[npt.NDArray[np.generic], ...]:
     )
 
 
-@njit(cache=True)
+# nogil: a Celery worker's heartbeat thread keeps beating while a large population decodes.
+@njit(cache=True, nogil=True)
 def _decode_many(  # type: ignore[no-untyped-def]
     assignments,
     keys,

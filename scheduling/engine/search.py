@@ -199,7 +199,17 @@ class Archive:
         self.X, self.F = X[keep], F[keep]
 
 
+def check_algorithm(name: str, n_obj: int) -> None:
+    """Refuse an algorithm that cannot run on this many objectives (ValueError)."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(ALGORITHMS)}")
+    if name == "nsga3" and n_obj < 2:
+        # Reference directions need two objectives or more.
+        raise ValueError("NSGA-III needs at least two objectives; use NSGA-II.")
+
+
 def build_algorithm(name: str, population: int, n_obj: int, seeds: Matrix) -> Algorithm:
+    check_algorithm(name, n_obj)
     operators = {
         "sampling": SeededSampling(seeds),
         "crossover": TaskUniformCrossover(),
@@ -209,11 +219,9 @@ def build_algorithm(name: str, population: int, n_obj: int, seeds: Matrix) -> Al
     }
     if name == "nsga2":
         return NSGA2(pop_size=population, **operators)
-    if name == "nsga3":
-        return NSGA3(
-            ref_dirs=reference_directions(n_obj, population), pop_size=population, **operators
-        )
-    raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(ALGORITHMS)}")
+    return NSGA3(
+        ref_dirs=reference_directions(n_obj, population), pop_size=population, **operators
+    )
 
 
 def reference_directions(n_obj: int, population: int) -> Matrix:

@@ -30,6 +30,7 @@ from scheduling.engine.search import (
     Archive,
     PlacementProblem,
     build_algorithm,
+    check_algorithm,
     join,
     run_search,
     split,
@@ -71,6 +72,7 @@ def solve(
 ) -> dict[str, Any]:
     """Search the Pareto front of `problem` and measure it against the baselines."""
     options = options or SolveOptions()
+    check_algorithm(options.algorithm, len(problem.objectives))
     started = perf_counter()
     arrays = problem.arrays
     columns = objective_columns(problem.objectives)

@@ -172,3 +172,18 @@ def test_thinning_keeps_extremes_and_marked_points() -> None:
     keep = np.array([False, False, True, False, False])
     chosen = thin_front(FRONT, 3, keep)
     assert sorted(chosen.tolist()) == [0, 2, 4]
+
+
+def test_nsga3_on_one_objective_is_refused(pipeline_with_deadline: Any) -> None:
+    one = pipeline_with_deadline.with_objectives(["makespan"])
+    with pytest.raises(ValueError, match="NSGA-III needs at least two objectives"):
+        solve(one, SolveOptions(algorithm="nsga3", generations=1, population=8))
+
+
+def test_nsga2_on_one_objective_finds_a_makespan_at_most_hefts(pipeline_with_deadline: Any) -> None:
+    one = pipeline_with_deadline.with_objectives(["makespan"])
+    result = solve(one, SolveOptions(generations=5, population=8))
+    assert len(result["front"]) == 1
+    heft = result["baselines"]["heft"]
+    if heft["feasible"]:
+        assert result["front"][0]["objectives"]["makespan"] <= heft["objectives"]["makespan"]
