@@ -20,6 +20,7 @@ from devices.actions import (
 from devices.credentials import hash_secret
 from devices.models import Device, DeviceStatus, EnrollmentToken
 from tests.conftest import HARDWARE
+from tests.frontend.pages import PageRoleTests, logged_in
 
 PAGES = ["fleet", "tokens", "device"]
 
@@ -27,12 +28,6 @@ PAGES = ["fleet", "tokens", "device"]
 @pytest.fixture
 def urls(enrolled: tuple[Device, str]) -> dict[str, str]:
     return {"fleet": "/", "tokens": "/tokens/", "device": f"/devices/{enrolled[0].id}/"}
-
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def sample(**changes: Any) -> dict[str, Any]:
@@ -57,18 +52,8 @@ def section(html: str, element_id: str) -> str:
 
 
 # --- roles -------------------------------------------------------------------------------
-@pytest.mark.parametrize("page", PAGES)
-def test_anonymous_users_are_sent_to_login(client: Client, urls: dict[str, str], page: str) -> None:
-    response = client.get(urls[page])
-    assert response.status_code == 302
-    assert response["Location"].startswith("/login/?next=")
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_users_without_a_role_are_refused(nobody: Any, urls: dict[str, str], page: str) -> None:
-    response = logged_in(nobody).get(urls[page])
-    assert response.status_code == 403
-    assert b"has no role" in response.content
+class TestFleetPageRoles(PageRoleTests):
+    pages = PAGES
 
 
 @pytest.mark.parametrize("page", PAGES)

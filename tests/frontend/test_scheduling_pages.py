@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 
 from devices.models import Device, DeviceStatus
 from scheduling import actions
@@ -26,15 +25,10 @@ from scheduling.models import (
 )
 from scheduling.tasks import run_scheduling_job
 from tests.conftest import ROOT
+from tests.frontend.pages import PageRoleTests, logged_in
 from tests.frontend.scheduling_helpers import SMALL_RUN, make_fleet
 
 JOB_FORM = {"objectives": ["makespan", "energy"], **SMALL_RUN}
-
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def field_errors(html: str, name: str) -> list[str]:
@@ -104,18 +98,8 @@ PAGES = ["workloads", "workload", "jobs", "job", "decisions"]
 
 
 # --- roles -------------------------------------------------------------------------------
-@pytest.mark.parametrize("page", PAGES)
-def test_anonymous_users_are_sent_to_login(client: Client, urls: dict[str, str], page: str) -> None:
-    response = client.get(urls[page])
-    assert response.status_code == 302
-    assert response["Location"].startswith("/login/?next=")
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_users_without_a_role_are_refused(nobody: Any, urls: dict[str, str], page: str) -> None:
-    response = logged_in(nobody).get(urls[page])
-    assert response.status_code == 403
-    assert b"has no role" in response.content
+class TestSchedulingPageRoles(PageRoleTests):
+    pages = PAGES
 
 
 @pytest.mark.parametrize("page", PAGES)
