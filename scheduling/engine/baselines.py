@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from scheduling.engine.decoder import _earliest_start, _place, _ready_time
+from scheduling.engine.decoder import Instance, _earliest_start, _place, _ready_time
 from scheduling.engine.problem import TIERS, ProblemArrays
 
 EARLIEST_FINISH = 0
@@ -185,38 +185,14 @@ def _schedule_in_order(
     lookahead: npt.NDArray[np.float64],
 ) -> Placement:
     assignment = _assign_in_order(
-        np.array(order, dtype=np.int64),
-        allowed,
-        rule,
-        lookahead,
-        arrays.compute_s,
-        arrays.pred_ptr,
-        arrays.pred_task,
-        arrays.pred_bytes,
-        arrays.latency_s,
-        arrays.bytes_per_s,
-        arrays.energy_j_per_byte,
-        arrays.power_busy_w,
+        np.array(order, dtype=np.int64), allowed, rule, lookahead, Instance.of(arrays)
     )
     return Placement(assignment, keys_for(order))
 
 
 @njit(cache=True)
-def _assign_in_order(  # type: ignore[no-untyped-def]
-    order,
-    allowed,
-    rule,
-    lookahead,
-    compute,
-    pred_ptr,
-    pred_task,
-    pred_bytes,
-    latency,
-    bytes_per_s,
-    energy_per_byte,
-    p_busy,
-):
-    n, m = compute.shape
+def _assign_in_order(order, allowed, rule, lookahead, instance):  # type: ignore[no-untyped-def]
+    n, m = instance.compute.shape
     assign = np.full(n, -1, dtype=np.int64)
     finish = np.zeros(n)
     slot_start = np.empty((m, n))
@@ -229,24 +205,22 @@ def _assign_in_order(  # type: ignore[no-untyped-def]
         for d in range(m):
             if not allowed[t, d]:
                 continue
-            ready = _ready_time(
-                t, d, assign, finish, pred_ptr, pred_task, pred_bytes, latency, bytes_per_s
-            )
-            end = _earliest_start(slot_start, slot_end, slot_count, d, ready, compute[t, d])
-            end += compute[t, d] + lookahead[t, d]
+            duration = instance.compute[t, d]
+            ready = _ready_time(t, d, assign, finish, instance)
+            end = _earliest_start(slot_start, slot_end, slot_count, d, ready, duration)
+            end += duration + lookahead[t, d]
             energy = 0.0
             if rule == LEAST_ENERGY:
-                energy = p_busy[d] * compute[t, d]
-                for k in range(pred_ptr[t], pred_ptr[t + 1]):
-                    energy += pred_bytes[k] * energy_per_byte[assign[pred_task[k]], d]
+                energy = instance.p_busy[d] * duration
+                for k in range(instance.pred_ptr[t], instance.pred_ptr[t + 1]):
+                    src = assign[instance.pred_task[k]]
+                    energy += instance.pred_bytes[k] * instance.energy_per_byte[src, d]
             if energy < best_energy or (energy == best_energy and end < best_finish):
                 best_d, best_finish, best_energy = d, end, energy
-        ready = _ready_time(
-            t, best_d, assign, finish, pred_ptr, pred_task, pred_bytes, latency, bytes_per_s
-        )
-        begin = _place(slot_start, slot_end, slot_count, best_d, ready, compute[t, best_d])
+        ready = _ready_time(t, best_d, assign, finish, instance)
+        duration = instance.compute[t, best_d]
+        finish[t] = _place(slot_start, slot_end, slot_count, best_d, ready, duration) + duration
         assign[t] = best_d
-        finish[t] = begin + compute[t, best_d]
     return assign
 
 

@@ -14,6 +14,7 @@ what compiling buys.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +41,42 @@ class Schedule:
         return self.deadline_violation_s <= 0.0
 
 
+class Instance(NamedTuple):
+    """The arrays the compiled code reads, in one argument (numba compiles named tuples)."""
+
+    compute: npt.NDArray[np.float64]
+    pred_ptr: npt.NDArray[np.int64]
+    pred_task: npt.NDArray[np.int64]
+    pred_bytes: npt.NDArray[np.float64]
+    succ_ptr: npt.NDArray[np.int64]
+    succ_task: npt.NDArray[np.int64]
+    latency: npt.NDArray[np.float64]
+    bytes_per_s: npt.NDArray[np.float64]
+    energy_per_byte: npt.NDArray[np.float64]
+    p_idle: npt.NDArray[np.float64]
+    p_busy: npt.NDArray[np.float64]
+    price: npt.NDArray[np.float64]
+    deadline: npt.NDArray[np.float64]
+
+    @classmethod
+    def of(cls, arrays: ProblemArrays) -> Instance:
+        return cls(
+            arrays.compute_s,
+            arrays.pred_ptr,
+            arrays.pred_task,
+            arrays.pred_bytes,
+            arrays.succ_ptr,
+            arrays.succ_task,
+            arrays.latency_s,
+            arrays.bytes_per_s,
+            arrays.energy_j_per_byte,
+            arrays.power_idle_w,
+            arrays.power_busy_w,
+            arrays.price_per_s,
+            arrays.deadline_s,
+        )
+
+
 def decode(arrays: ProblemArrays, assignment: npt.ArrayLike, keys: npt.ArrayLike) -> Schedule:
     """Decode one solution, keeping the start and finish times."""
     assign = np.ascontiguousarray(assignment, dtype=np.int64)
@@ -47,9 +84,7 @@ def decode(arrays: ProblemArrays, assignment: npt.ArrayLike, keys: npt.ArrayLike
     start = np.empty(arrays.n_tasks)
     finish = np.empty(arrays.n_tasks)
     objectives = np.empty(len(OBJECTIVES))
-    violation = _decode_one(  # type: ignore[call-arg]
-        assign, key, *_args(arrays), start, finish, objectives
-    )
+    violation = _decode_one(assign, key, Instance.of(arrays), start, finish, objectives)
     return Schedule(assign, start, finish, objectives, float(violation))
 
 
@@ -57,50 +92,16 @@ def decode_population(
     arrays: ProblemArrays, assignments: npt.NDArray[np.int64], keys: npt.NDArray[np.float64]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Objectives (population x OBJECTIVES) and deadline violations of many solutions."""
-    return _decode_many(
+    return _decode_many(  # type: ignore[no-any-return]
         np.ascontiguousarray(assignments, dtype=np.int64),
         np.ascontiguousarray(keys, dtype=np.float64),
-        *_args(arrays),
-    )
-
-
-def _args(arrays: ProblemArrays) -> tuple[npt.NDArray[np.generic], ...]:
-    return (
-        arrays.compute_s,
-        arrays.pred_ptr,
-        arrays.pred_task,
-        arrays.pred_bytes,
-        arrays.succ_ptr,
-        arrays.succ_task,
-        arrays.latency_s,
-        arrays.bytes_per_s,
-        arrays.energy_j_per_byte,
-        arrays.power_idle_w,
-        arrays.power_busy_w,
-        arrays.price_per_s,
-        arrays.deadline_s,
+        Instance.of(arrays),
     )
 
 
 # nogil: a Celery worker's heartbeat thread keeps beating while a large population decodes.
 @njit(cache=True, nogil=True)
-def _decode_many(  # type: ignore[no-untyped-def]
-    assignments,
-    keys,
-    compute,
-    pred_ptr,
-    pred_task,
-    pred_bytes,
-    succ_ptr,
-    succ_task,
-    latency,
-    bytes_per_s,
-    energy_per_byte,
-    p_idle,
-    p_busy,
-    price,
-    deadline,
-):
+def _decode_many(assignments, keys, instance):  # type: ignore[no-untyped-def]
     population, n = assignments.shape
     out = np.empty((population, 4))
     violations = np.empty(population)
@@ -108,58 +109,20 @@ def _decode_many(  # type: ignore[no-untyped-def]
     finish = np.empty(n)
     for row in range(population):
         violations[row] = _decode_one(
-            assignments[row],
-            keys[row],
-            compute,
-            pred_ptr,
-            pred_task,
-            pred_bytes,
-            succ_ptr,
-            succ_task,
-            latency,
-            bytes_per_s,
-            energy_per_byte,
-            p_idle,
-            p_busy,
-            price,
-            deadline,
-            start,
-            finish,
-            out[row],
+            assignments[row], keys[row], instance, start, finish, out[row]
         )
     return out, violations
 
 
 @njit(cache=True)
-def _decode_one(  # type: ignore[no-untyped-def]
-    assign,
-    keys,
-    compute,
-    pred_ptr,
-    pred_task,
-    pred_bytes,
-    succ_ptr,
-    succ_task,
-    latency,
-    bytes_per_s,
-    energy_per_byte,
-    p_idle,
-    p_busy,
-    price,
-    deadline,
-    start,
-    finish,
-    objectives,
-):
+def _decode_one(assign, keys, instance, start, finish, objectives):  # type: ignore[no-untyped-def]
     n = assign.shape[0]
-    m = compute.shape[1]
+    m = instance.compute.shape[1]
     # Busy intervals per device, sorted by start.
     slot_start = np.empty((m, n))
     slot_end = np.empty((m, n))
     slot_count = np.zeros(m, dtype=np.int64)
-    waiting = np.empty(n, dtype=np.int64)
-    for t in range(n):
-        waiting[t] = pred_ptr[t + 1] - pred_ptr[t]
+    waiting = np.diff(instance.pred_ptr)
     heap_key = np.empty(n)
     heap_task = np.empty(n, dtype=np.int64)
     size = 0
@@ -170,45 +133,30 @@ def _decode_one(  # type: ignore[no-untyped-def]
         t = heap_task[0]
         size = _heap_pop(heap_key, heap_task, size)
         d = assign[t]
-        ready = _ready_time(
-            t, d, assign, finish, pred_ptr, pred_task, pred_bytes, latency, bytes_per_s
-        )
-        begin = _place(slot_start, slot_end, slot_count, d, ready, compute[t, d])
-        start[t] = begin
-        finish[t] = begin + compute[t, d]
-        for k in range(succ_ptr[t], succ_ptr[t + 1]):
-            s = succ_task[k]
+        duration = instance.compute[t, d]
+        ready = _ready_time(t, d, assign, finish, instance)
+        start[t] = _place(slot_start, slot_end, slot_count, d, ready, duration)
+        finish[t] = start[t] + duration
+        for k in range(instance.succ_ptr[t], instance.succ_ptr[t + 1]):
+            s = instance.succ_task[k]
             waiting[s] -= 1
             if waiting[s] == 0:
                 size = _heap_push(heap_key, heap_task, size, keys[s], s)
-    return _objectives(
-        assign,
-        compute,
-        finish,
-        pred_ptr,
-        pred_task,
-        pred_bytes,
-        energy_per_byte,
-        p_idle,
-        p_busy,
-        price,
-        deadline,
-        objectives,
-    )
+    return _objectives(assign, finish, instance, objectives)
 
 
 @njit(cache=True)
-def _ready_time(  # type: ignore[no-untyped-def]
-    t, d, assign, finish, pred_ptr, pred_task, pred_bytes, latency, bytes_per_s
-):
+def _ready_time(t, d, assign, finish, instance):  # type: ignore[no-untyped-def]
     """When every input of task t has arrived at device d."""
     ready = 0.0
-    for k in range(pred_ptr[t], pred_ptr[t + 1]):
-        p = pred_task[k]
+    for k in range(instance.pred_ptr[t], instance.pred_ptr[t + 1]):
+        p = instance.pred_task[k]
         arrival = finish[p]
         src = assign[p]
         if src != d:
-            arrival += latency[src, d] + pred_bytes[k] / bytes_per_s[src, d]
+            arrival += (
+                instance.latency[src, d] + instance.pred_bytes[k] / instance.bytes_per_s[src, d]
+            )
         if arrival > ready:
             ready = arrival
     return ready
@@ -244,22 +192,9 @@ def _place(slot_start, slot_end, slot_count, d, ready, duration):  # type: ignor
 
 
 @njit(cache=True)
-def _objectives(  # type: ignore[no-untyped-def]
-    assign,
-    compute,
-    finish,
-    pred_ptr,
-    pred_task,
-    pred_bytes,
-    energy_per_byte,
-    p_idle,
-    p_busy,
-    price,
-    deadline,
-    out,
-):
+def _objectives(assign, finish, instance, out):  # type: ignore[no-untyped-def]
     n = assign.shape[0]
-    m = compute.shape[1]
+    m = instance.compute.shape[1]
     busy = np.zeros(m)
     used = np.zeros(m, dtype=np.bool_)
     makespan = 0.0
@@ -268,23 +203,21 @@ def _objectives(  # type: ignore[no-untyped-def]
     crossing = 0.0
     for t in range(n):
         d = assign[t]
-        busy[d] += compute[t, d]
+        busy[d] += instance.compute[t, d]
         used[d] = True
-        if finish[t] > makespan:
-            makespan = finish[t]
-        if finish[t] > deadline[t]:
-            violation += finish[t] - deadline[t]
-        for k in range(pred_ptr[t], pred_ptr[t + 1]):
-            src = assign[pred_task[k]]
+        makespan = max(makespan, finish[t])
+        violation += max(0.0, finish[t] - instance.deadline[t])
+        for k in range(instance.pred_ptr[t], instance.pred_ptr[t + 1]):
+            src = assign[instance.pred_task[k]]
             if src != d:
-                crossing += pred_bytes[k]
-                transfer_energy += pred_bytes[k] * energy_per_byte[src, d]
+                crossing += instance.pred_bytes[k]
+                transfer_energy += instance.pred_bytes[k] * instance.energy_per_byte[src, d]
     energy = transfer_energy
     cost = 0.0
     for d in range(m):
         if used[d]:
-            energy += p_busy[d] * busy[d] + p_idle[d] * (makespan - busy[d])
-            cost += price[d] * busy[d]
+            energy += instance.p_busy[d] * busy[d] + instance.p_idle[d] * (makespan - busy[d])
+            cost += instance.price[d] * busy[d]
     out[0] = makespan
     out[1] = energy
     out[2] = cost

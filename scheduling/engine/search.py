@@ -219,9 +219,7 @@ def build_algorithm(name: str, population: int, n_obj: int, seeds: Matrix) -> Al
     }
     if name == "nsga2":
         return NSGA2(pop_size=population, **operators)
-    return NSGA3(
-        ref_dirs=reference_directions(n_obj, population), pop_size=population, **operators
-    )
+    return NSGA3(ref_dirs=reference_directions(n_obj, population), pop_size=population, **operators)
 
 
 def reference_directions(n_obj: int, population: int) -> Matrix:
