@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+
+# Routes that take workload files (WfCommons traces run to megabytes): their limit is
+# TRIAD_MAX_UPLOAD_BYTES instead.
+UPLOAD_ROUTES = ("workload-upload", "scheduling-workloads")
+
+
+@cache
+def upload_paths() -> frozenset[str]:
+    return frozenset(reverse(name) for name in UPLOAD_ROUTES)
 
 
 class BodySizeLimitMiddleware:
-    """Answer 413 with a JSON error when Content-Length exceeds TRIAD_MAX_BODY_BYTES.
+    """Answer 413 with a JSON error when Content-Length exceeds TRIAD_MAX_BODY_BYTES
+    (TRIAD_MAX_UPLOAD_BYTES on the upload routes).
 
     Django's DATA_UPLOAD_MAX_MEMORY_SIZE also caps bodies read through request.body, which
     covers requests without a Content-Length (chunked uploads).
@@ -26,7 +38,11 @@ class BodySizeLimitMiddleware:
             return JsonResponse(
                 {"detail": "Content-Length is not an integer.", "code": "bad_request"}, status=400
             )
-        limit = settings.TRIAD_MAX_BODY_BYTES
+        limit = (
+            settings.TRIAD_MAX_UPLOAD_BYTES
+            if request.path in upload_paths()
+            else settings.TRIAD_MAX_BODY_BYTES
+        )
         if length > limit:
             return JsonResponse(
                 {

@@ -174,6 +174,8 @@ TRIAD_MAX_BODY_BYTES = env_int("TRIAD_MAX_BODY_BYTES", 1_048_576, minimum=1024)
 TRIAD_MAX_TELEMETRY_BATCH = env_int("TRIAD_MAX_TELEMETRY_BATCH", 500, minimum=1)
 TRIAD_MAX_CLOCK_SKEW_S = env_int("TRIAD_MAX_CLOCK_SKEW_S", 300, minimum=0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = TRIAD_MAX_BODY_BYTES
+# Workload files on the upload routes (controlplane.middleware.UPLOAD_ROUTES).
+TRIAD_MAX_UPLOAD_BYTES = env_int("TRIAD_MAX_UPLOAD_BYTES", 16 * 1_048_576, minimum=1024)
 
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

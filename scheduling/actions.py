@@ -45,7 +45,7 @@ from scheduling.templates import TemplateError, detach_from_fleet, get_template
 log = logging.getLogger(__name__)
 
 MAX_WORKLOAD_TASKS = 5000
-# Room left under the request body limit (TRIAD_MAX_BODY_BYTES) for the multipart envelope,
+# Room left under the upload body limit (TRIAD_MAX_UPLOAD_BYTES) for the multipart envelope,
 # so that a file just over the upload limit is answered with an error naming `file`.
 _MULTIPART_ROOM_BYTES = 16 * 1024
 MAX_ERROR_CHARS = 2000
@@ -69,7 +69,7 @@ class NotAllowed(SchedulingError):
 
 
 def max_upload_bytes() -> int:
-    return int(settings.TRIAD_MAX_BODY_BYTES) - _MULTIPART_ROOM_BYTES
+    return int(settings.TRIAD_MAX_UPLOAD_BYTES) - _MULTIPART_ROOM_BYTES
 
 
 # --- workloads --------------------------------------------------------------------------

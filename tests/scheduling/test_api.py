@@ -233,7 +233,29 @@ class TestWorkloadUpload:
         assert "join_2" in response.json()["file"][0]
         assert not Workload.objects.exists()
 
-    def test_too_big_file_named(self, operator: Any) -> None:
+    def test_a_file_larger_than_other_bodies_may_be_uploaded(
+        self, operator: Any, settings: Any
+    ) -> None:
+        settings.TRIAD_MAX_BODY_BYTES = 4096
+        padded = json.dumps(WFFORMAT).encode() + b" " * 8192
+        response = upload(operator, padded)
+        assert response.status_code == 201, response.json()
+        document = {"name": "big", "document": {**TWO_TASKS, "padding": " " * 8192}}
+        elsewhere = client_for(operator).post(f"{API}/workloads/", document, format="json")
+        assert elsewhere.status_code == 413
+        assert Workload.objects.count() == 1
+
+    def test_a_body_over_the_upload_limit_is_refused_unread(
+        self, operator: Any, settings: Any
+    ) -> None:
+        settings.TRIAD_MAX_UPLOAD_BYTES = 64 * 1024
+        response = upload(operator, b" " * (64 * 1024) + b"{}")
+        assert response.status_code == 413
+        assert response.json()["code"] == "request_too_large"
+        assert not Workload.objects.exists()
+
+    def test_too_big_file_named(self, operator: Any, settings: Any) -> None:
+        settings.TRIAD_MAX_UPLOAD_BYTES = 64 * 1024
         content = b" " * actions.max_upload_bytes() + b"{}"
         response = upload(operator, content)
         assert response.status_code == 400
