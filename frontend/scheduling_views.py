@@ -150,8 +150,9 @@ def _job_page(
         "approved": queries.has_approved_decision(job),
         "decisions": queries.job_decisions(job),
         "retryable": job.status in (JobStatus.FAILED, JobStatus.CANCELLED) or job.is_stale(),
+        # A stale job is cancelled at once, even if a stop was asked and never acted on.
         "cancellable": job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
-        and not job.cancel_requested,
+        and (not job.cancel_requested or job.is_stale()),
         "plotly_version": PLOTLY_VERSION,
     }
     return render(request, "frontend/scheduling/job.html", context, status=status)

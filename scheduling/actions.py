@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from numbers import Integral, Real
 from typing import IO, Any
@@ -24,8 +24,10 @@ from django.utils import timezone
 
 from controlplane.roles import is_admin
 from devices.api.serializers import storable_json_problem
+from devices.models import Device
 from scheduling import events
-from scheduling.engine import FORMAT, ProblemError, parse_problem, parse_workload
+from scheduling.engine import FORMAT, TIERS, ProblemError, parse_problem, parse_workload
+from scheduling.engine.problem import Task
 from scheduling.engine.search import check_algorithm
 from scheduling.engine.wfformat import WfFormatError, is_wfformat, workload_from_wfformat
 from scheduling.fleet import snapshot_fleet
@@ -173,10 +175,36 @@ def _checked_workload(workload: dict[str, Any], field: str) -> dict[str, Any]:
         raise SchedulingError(str(error), field) from error
     if len(tasks) > MAX_WORKLOAD_TASKS:
         raise SchedulingError(f"tasks: at most {MAX_WORKLOAD_TASKS} tasks per workload.", field)
+    _check_device_pins(tasks, field)
     problem = storable_json_problem(workload)
     if problem:
         raise SchedulingError(problem, field)
     return workload
+
+
+def _check_device_pins(tasks: Sequence[Task], field: str) -> None:
+    """A pin that is not a tier must name an enrolled device (of any status: it may be
+    offline now and online when a job runs)."""
+    pins = {t.pinned_to for t in tasks if t.pinned_to is not None and t.pinned_to not in TIERS}
+    enrolled = Device.objects.filter(pk__in=_uuids(pins)).values_list("pk", flat=True)
+    known = {str(pk) for pk in enrolled}
+    for i, task in enumerate(tasks):
+        if task.pinned_to in pins - known:
+            raise SchedulingError(
+                f"tasks[{i}].pinned_to: task {task.id!r} is pinned to {task.pinned_to!r}, "
+                "which is neither a tier (cloud, edge, end) nor an enrolled device.",
+                field,
+            )
+
+
+def _uuids(values: set[str]) -> list[uuid.UUID]:
+    found = []
+    for value in values:
+        try:
+            found.append(uuid.UUID(value))
+        except ValueError:
+            continue
+    return found
 
 
 @transaction.atomic
@@ -304,9 +332,11 @@ def _fail_unsent(job_id: str, error: str) -> None:
 
 @transaction.atomic
 def request_cancel(job: SchedulingJob) -> SchedulingJob:
-    """Cancel a queued job at once; ask a running one to stop at its next generation."""
+    """Cancel a queued job, or a running one whose worker stopped beating, at once; ask a
+    running one to stop at its next generation. (A stale worker that comes back is fenced
+    off by its attempt number.)"""
     job = SchedulingJob.objects.select_for_update().get(pk=job.pk)
-    if job.status == JobStatus.QUEUED:
+    if job.status == JobStatus.QUEUED or job.is_stale():
         job.status = JobStatus.CANCELLED
         job.finished_at = timezone.now()
         job.save(update_fields=["status", "finished_at"])

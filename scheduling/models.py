@@ -62,12 +62,12 @@ class DecisionStatus(models.TextChoices):
     REJECTED = "rejected", "Rejected"
 
 
-def _user_link(related_name: str) -> Any:
+def _user_link(related_name: str, on_delete: Any = models.SET_NULL) -> Any:
     return models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
+        on_delete=on_delete,
         related_name=related_name,
     )
 
@@ -194,10 +194,12 @@ class Decision(models.Model):
         max_length=8, choices=DecisionStatus.choices, default=DecisionStatus.PROPOSED
     )
     comment = models.TextField(blank=True, help_text="Why the proposer chose this solution.")
-    proposed_by = _user_link("scheduling_proposals")
+    # PROTECT: deleting a user must not rewrite who proposed or reviewed (SET_NULL would,
+    # with an UPDATE that save() never sees). Deactivate such users instead.
+    proposed_by = _user_link("scheduling_proposals", models.PROTECT)
     proposed_at = models.DateTimeField(default=timezone.now)
     review_comment = models.TextField(blank=True)
-    reviewed_by = _user_link("scheduling_reviews")
+    reviewed_by = _user_link("scheduling_reviews", models.PROTECT)
     reviewed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

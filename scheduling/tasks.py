@@ -87,8 +87,15 @@ def solve_job(job: SchedulingJob, attempt: int) -> str:
         log.exception("scheduling job %s failed", job.id)
         actions.record_failure(job.id, attempt, f"{type(error).__name__}: {error}")
         return JobStatus.FAILED.value
-    progress.flush()
-    actions.record_result(job.id, attempt, result)
+    try:
+        progress.flush()
+        actions.record_result(job.id, attempt, result)
+    except Exception as error:
+        # Storing failed (the database went away, say): fail the job with the reason
+        # rather than leave it running until it looks stale.
+        log.exception("scheduling job %s: storing its result failed", job.id)
+        actions.record_failure(job.id, attempt, f"storing the result: {error}")
+        return JobStatus.FAILED.value
     return JobStatus.SUCCEEDED.value
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from scheduling.engine import generate
+from scheduling.engine import TIERS, generate
 
 # Fleet size handed to the generators. Only its shape matters (the video pipeline needs end
 # devices to pin its cameras' decoders to); the devices themselves are discarded.
@@ -174,6 +174,8 @@ def _detach_task(task: Any, tiers: Mapping[str, Any]) -> Any:
         return task  # the workload parser reports it
     detached = {key: value for key, value in task.items() if key != "runtime_s"}
     pinned = task.get("pinned_to")
-    if isinstance(pinned, str) and pinned in tiers:
+    # A pin to a device of the file becomes a pin to its tier; without a valid tier the pin
+    # stays as it is, and the workload check refuses it as an unknown device.
+    if isinstance(pinned, str) and tiers.get(pinned) in TIERS:
         detached["pinned_to"] = tiers[pinned]
     return detached

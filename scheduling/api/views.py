@@ -147,8 +147,11 @@ class SchedulingJobViewSet(
 
     def get_queryset(self) -> QuerySet[SchedulingJob]:
         queryset = super().get_queryset()
-        # The problem and the per-generation history are for one job's page, not lists.
-        return queryset.defer("problem", "history") if self.action == "list" else queryset
+        # The problem, the per-generation history and the workload's graph are for one
+        # job's page, not lists.
+        if self.action == "list":
+            return queryset.defer("problem", "history", "workload__document")
+        return queryset
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
         classes: dict[str, type[serializers.BaseSerializer[Any]]] = {

@@ -20,6 +20,8 @@ FORMAT = "triad-scheduling/1"
 TIERS = ("cloud", "edge", "end")
 OBJECTIVES = ("makespan", "energy", "cost", "bandwidth")
 DEFAULT_OBJECTIVES = ("makespan", "energy")
+# Ids are labels for people and charts, not documents.
+MAX_ID_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,8 @@ def _identifier(raw: Mapping[str, Any], key: str, path: str) -> str:
     value = raw.get(key)
     if not isinstance(value, str) or not value.strip():
         raise ProblemError("must be a non-empty string", f"{path}.{key}")
+    if len(value) > MAX_ID_CHARS:
+        raise ProblemError(f"must be at most {MAX_ID_CHARS} characters", f"{path}.{key}")
     return value
 
 

@@ -89,6 +89,7 @@ BAD_INPUT: list[tuple[str, Mutation, str, str]] = [
     ("infinite bytes", set_at(("edges", 0, "bytes"), float("inf")), "edges[0].bytes",
      "edge 'decode' -> 'detect'"),
     ("missing id", set_at(("tasks", 2, "id"), ""), "tasks[2].id", "non-empty string"),
+    ("overlong id", set_at(("tasks", 2, "id"), "9" * 201), "tasks[2].id", "at most 200"),
     ("pin to an unknown device", set_at(("tasks", 2, "pinned_to"), "cam-9"),
      "tasks[2].pinned_to", "task 'alert' is pinned to unknown device or tier 'cam-9'"),
     ("no device has the memory", set_at(("tasks", 1, "memory_mb"), 10**7), "tasks[1].memory_mb",

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from channels.layers import get_channel_layer
 from django.contrib import admin
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from scheduling import actions
@@ -41,19 +42,31 @@ class TestWorkloads:
                 {"id": "a", "flops": 1e9, "memory_mb": 1, "pinned_to": "cam-0"},
                 {"id": "b", "flops": 1e9, "memory_mb": 1, "pinned_to": "edge",
                  "runtime_s": {"cam-0": 3}},
-                {"id": "c", "flops": 1e9, "memory_mb": 1, "pinned_to": "somewhere"},
             ],
             "devices": [{"id": "cam-0", "tier": "end"}],
         }  # fmt: skip
         file = io.BytesIO(json.dumps(problem).encode())
         workload = actions.create_workload_from_file(name="f", file=file, created_by=operator)
-        assert [t.get("pinned_to") for t in workload.document["tasks"]] == [
-            "end",
-            "edge",
-            "somewhere",  # not one of the file's devices: checked against the live fleet
-        ]
+        assert [t.get("pinned_to") for t in workload.document["tasks"]] == ["end", "edge"]
         assert all("runtime_s" not in t for t in workload.document["tasks"])
         assert workload.document["edges"] == []
+
+    @pytest.mark.parametrize(
+        "devices", [[], [{"id": "cam-0"}], [{"id": "cam-0", "tier": "fog"}]], ids=str
+    )
+    def test_a_pin_to_no_tier_nor_enrolled_device_is_refused(
+        self, operator: Any, devices: list[dict[str, Any]]
+    ) -> None:
+        problem = {
+            "tasks": [{"id": "a", "flops": 1e9, "memory_mb": 1, "pinned_to": "cam-0"}],
+            "devices": devices,
+        }
+        file = io.BytesIO(json.dumps(problem).encode())
+        with pytest.raises(actions.SchedulingError) as refused:
+            actions.create_workload_from_file(name="f", file=file, created_by=operator)
+        assert refused.value.field == "file"
+        assert "tasks[0].pinned_to: task 'a' is pinned to 'cam-0'" in refused.value.message
+        assert not Workload.objects.exists()
 
     def test_too_many_tasks_refused(self, operator: Any, monkeypatch: Any) -> None:
         monkeypatch.setattr(actions, "MAX_WORKLOAD_TASKS", 1)
@@ -126,6 +139,15 @@ class TestJobStates:
         with pytest.raises(actions.SchedulingConflict):
             actions.request_cancel(job)
 
+    def test_a_job_whose_worker_stopped_beating_is_cancelled_at_once(
+        self, job: SchedulingJob
+    ) -> None:
+        actions.start_attempt(job.id)
+        make_stale(job)
+        cancelled = actions.request_cancel(job)
+        assert (cancelled.status, cancelled.finished_at is not None) == (JobStatus.CANCELLED, True)
+        assert not actions.record_progress(job.id, 1, [{"generation": 1}], 1)  # fenced off
+
     def test_retry_keeps_the_frozen_problem(self, job: SchedulingJob, fleet: Any) -> None:
         frozen = job.problem
         actions.start_attempt(job.id)
@@ -157,6 +179,17 @@ class TestDecisions:
         with pytest.raises(ReviewedDecisionError):
             stored.delete()
         assert Decision.objects.get(pk=decision.pk).review_comment == ""
+
+    def test_the_people_on_a_decision_cannot_be_deleted_from_it(
+        self, knee: Solution, operator: Any, admin_user: Any
+    ) -> None:
+        decision = actions.propose_decision(solution=knee, proposed_by=operator)
+        actions.approve_decision(decision, reviewed_by=admin_user)
+        for person in (admin_user, operator):
+            with pytest.raises(ProtectedError):
+                person.delete()
+        stored = Decision.objects.get(pk=decision.pk)
+        assert (stored.proposed_by, stored.reviewed_by) == (operator, admin_user)
 
     def test_only_admins_review(self, knee: Solution, operator: Any) -> None:
         decision = actions.propose_decision(solution=knee, proposed_by=operator)

@@ -327,12 +327,26 @@ class TestSchedulingJobAPI(RoleMixin, ListMixin, CreateMixin):
         body = {"workload": str(workload.id), **SMALL_RUN}
         return client_for(user).post(self.url, body, format="json")
 
-    def test_pin_to_unknown_device_names_the_task(self, operator: Any, fleet: Any) -> None:
-        response = self.submit_graph(operator, graph(task("a"), task("b", pinned_to="cam-9")))
+    def test_pin_to_a_device_not_online_names_the_task(self, operator: Any, fleet: Any) -> None:
+        resting = str(fleet[1].id)
+        Device.objects.filter(pk=resting).update(status=DeviceStatus.OFFLINE)
+        response = self.submit_graph(operator, graph(task("a"), task("b", pinned_to=resting)))
         assert response.status_code == 400
         assert "tasks[1].pinned_to" in response.json()["workload"][0]
-        assert "cam-9" in response.json()["workload"][0]
+        assert resting in response.json()["workload"][0]
         assert not SchedulingJob.objects.exists()
+
+    def test_pin_to_an_unknown_device_is_refused_with_the_workload(
+        self, operator: Any, fleet: Any
+    ) -> None:
+        document = graph(task("a"), task("b", pinned_to="cam-9"))
+        response = client_for(operator).post(
+            f"{API}/workloads/", {"name": "g", "document": document}, format="json"
+        )
+        assert response.status_code == 400
+        message = response.json()["document"][0]
+        assert "tasks[1].pinned_to" in message and "'cam-9'" in message
+        assert not Workload.objects.exists()
 
     def test_pin_to_a_live_device_is_accepted(self, operator: Any, fleet: Any) -> None:
         response = self.submit_graph(operator, graph(task("a", pinned_to=str(fleet[1].id))))

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import OperationalError
 
 from scheduling import actions, tasks
 from scheduling.models import JobStatus, SchedulingJob, Solution, SolutionKind
@@ -96,7 +97,20 @@ def test_engine_error_fails_the_job_with_the_error(job: SchedulingJob) -> None:
     assert actions.retry_job(job).status == JobStatus.QUEUED
 
 
-def test_duplicate_delivery_gives_up_while_the_owner_beats(
+def test_a_result_that_cannot_be_stored_fails_the_job_with_the_reason(
+    job: SchedulingJob, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lost_database(*args: Any) -> bool:
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(actions, "record_result", lost_database)
+    assert run_scheduling_job(str(job.id)) == JobStatus.FAILED
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert job.error == "storing the result: the database went away"
+
+
+def test_duplicate_delivery_gives_up_while_the_owners_heartbeat_is_fresh(
     job: SchedulingJob, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tasks, "JOB_STALE_AFTER", timedelta(seconds=0.2))
