@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,11 +36,23 @@ BASELINE_LABELS = {
 }
 # Generators number their tasks ("detect-3", "filterContams-0-2", "t12"); what is left is the
 # task's kind, which the Gantt chart colours by.
-_NUMBERING = re.compile(r"(?:[-_.]?\d+)+$")
+_SEPARATORS = "-_."
 
 
 def task_kind(task_id: str) -> str:
-    return _NUMBERING.sub("", task_id) or task_id
+    r"""The id less its trailing numbering: runs of digits, each after an optional separator.
+
+    A loop from the end rather than a regex such as `(?:[-_.]?\d+)+$`, which backtracks
+    exponentially on a long run of digits followed by anything else; front.js's `taskKind`
+    is the same loop.
+    """
+    end = len(task_id)
+    while end and task_id[end - 1].isdecimal():
+        while end and task_id[end - 1].isdecimal():
+            end -= 1
+        if end and task_id[end - 1] in _SEPARATORS:
+            end -= 1
+    return task_id[:end] or task_id
 
 
 def baseline_label(name: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import uuid
 from html import unescape
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from devices.models import Device, DeviceStatus
+from frontend.scheduling_queries import task_kind
 from scheduling import actions
 from scheduling.models import (
     Decision,
@@ -292,6 +295,48 @@ def test_workload_page_summarises_the_graph(operator: Any, workload: Workload) -
     assert "<code>detect-1</code>" in html and 'id="job-form"' in html
     assert 'value="makespan" id="id_objectives_0" checked' in html
     assert 'value="cost" id="id_objectives_2">' in html
+
+
+KINDS = {
+    "decode-0": "decode",
+    "reid-19": "reid",
+    "detect-12": "detect",
+    "filterContams-0-2": "filterContams",
+    "mProject_003": "mProject",
+    "map.2.1": "map",
+    "T10": "T",
+    "aggregate": "aggregate",
+    "alert": "alert",
+    "fastqSplit_chr21_00000001": "fastqSplit_chr",
+    "a--1": "a-",
+    "step1-": "step1-",
+    "123": "123",
+    "-12": "-12",
+}
+
+
+@pytest.mark.parametrize(("task_id", "kind"), KINDS.items())
+def test_task_kind_takes_the_numbering_off_the_end(task_id: str, kind: str) -> None:
+    assert task_kind(task_id) == kind
+
+
+def test_task_kind_is_linear_on_long_numberings() -> None:
+    # The former regex, (?:[-_.]?\d+)+$, backtracked exponentially here: a hang would run
+    # into the test timeout.
+    assert task_kind("1" * 10_000 + "a") == "1" * 10_000 + "a"
+    assert task_kind("x" + "1" * 10_000 + "a") == "x" + "1" * 10_000 + "a"
+    assert task_kind("x" + "-1" * 10_000) == "x"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_the_gantt_chart_colours_by_the_same_kinds() -> None:
+    source = (ROOT / "frontend/static/frontend/scheduling/front.js").read_text()
+    function = re.search(r"^  function taskKind\(id\) \{$.*?^  \}$", source, re.S | re.M)
+    assert function
+    ids = [*KINDS, "1" * 10_000 + "a"]
+    script = f"{function.group()}\nconsole.log(JSON.stringify({json.dumps(ids)}.map(taskKind)));"
+    out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [task_kind(task_id) for task_id in ids]
 
 
 def test_submit_a_job_from_the_workload_page(

@@ -28,6 +28,14 @@ const TriadFront = (() => {
   let view = null;
   const details = new Map();
 
+  // Plotly reads a subset of HTML in its text, hover text, tick labels and legend names:
+  // everything drawn there that comes from outside (task ids, device names) passes through
+  // this first. Plotly turns the entities back into the characters.
+  const ENTITIES = { "&": "&amp;", "<": "&lt;", ">": "&gt;" };
+  function plain(text) {
+    return String(text).replace(/[&<>]/g, (c) => ENTITIES[c]);
+  }
+
   // Mirrors the `sig` filter of templatetags/scheduling_format.py.
   function sig(v) {
     if (typeof v !== "number" || !Number.isFinite(v)) return "—";
@@ -86,13 +94,13 @@ const TriadFront = (() => {
 
   function scatterTrace(points, name, marker, extra = {}) {
     return {
-      ...coords(points, name),
+      ...coords(points, plain(name)),
       type: view === "3d" ? "scatter3d" : "scatter",
       mode: "markers",
-      name,
+      name: plain(name),
       marker,
       customdata: points.map((p) => p.id),
-      text: points.map((p) => p.label),
+      text: points.map((p) => plain(p.label)),
       hovertemplate: `%{text}<br>${hoverAxes()}<extra></extra>`,
       ...extra,
     };
@@ -101,7 +109,7 @@ const TriadFront = (() => {
   function hoverAxes() {
     const axes = view === "3d" ? ["x", "y", "z"] : ["x", "y"];
     return job.objectives.slice(0, axes.length)
-      .map((name, i) => `${job.labels[name]}: %{${axes[i]}:.4g}`).join("<br>");
+      .map((name, i) => `${plain(job.labels[name])}: %{${axes[i]}:.4g}`).join("<br>");
   }
 
   function scatterTraces() {
@@ -125,8 +133,8 @@ const TriadFront = (() => {
       const [symbol2d, symbol3d, color] = BASELINE_STYLES[i % BASELINE_STYLES.length];
       traces.push(scatterTrace([p], p.short, {
         color, size: is3d ? 6 : 12, symbol: is3d ? symbol3d : symbol2d,
-      }, { mode: "markers+text", textposition: "top center", text: [p.short],
-        hovertext: [p.label], hovertemplate: `%{hovertext}<br>${hoverAxes()}<extra></extra>`,
+      }, { mode: "markers+text", textposition: "top center", text: [plain(p.short)],
+        hovertext: [plain(p.label)], hovertemplate: `%{hovertext}<br>${hoverAxes()}<extra></extra>`,
         textfont: { color } }));
     });
     const bound = { id: null, label: "Lower bounds", objectives: result.lower_bounds };
@@ -144,7 +152,7 @@ const TriadFront = (() => {
 
   function axisTitle(i) {
     const name = job.objectives[i];
-    return { title: { text: name === undefined ? "" : job.labels[name] } };
+    return { title: { text: name === undefined ? "" : plain(job.labels[name]) } };
   }
 
   function scatterLayout() {
@@ -197,9 +205,9 @@ const TriadFront = (() => {
       },
       dimensions: [
         { label: "Solution", values: position,
-          tickvals: named.map(([i]) => i), ticktext: named.map(([, label]) => label) },
+          tickvals: named.map(([i]) => i), ticktext: named.map(([, label]) => plain(label)) },
         ...job.objectives.map((name) => ({
-          label: job.labels[name], values: lines.map(([p]) => p.objectives[name] ?? 0),
+          label: plain(job.labels[name]), values: lines.map(([p]) => p.objectives[name] ?? 0),
         })),
       ],
     };
@@ -227,7 +235,9 @@ const TriadFront = (() => {
     const update = { x: [ring.x], y: [ring.y] };
     if (ring.z) update.z = [ring.z];
     // The y of a one-objective chart is the trace's name: the ring sits on its point.
-    if (job.objectives.length === 1) update.y = [[selected.kind === "front" ? "Pareto front" : selected.short]];
+    if (job.objectives.length === 1) {
+      update.y = [[selected.kind === "front" ? "Pareto front" : plain(selected.short)]];
+    }
     Plotly.restyle(chart, update, [chart.data.length - 1]);
   }
 
@@ -282,14 +292,16 @@ const TriadFront = (() => {
       if (!byKind.has(kind)) byKind.set(kind, []);
       byKind.get(kind).push(t);
     }
+    // Rows are Plotly categories, so the escaped labels are what both the bars and the axis use.
+    const row = (id) => plain(rowLabel.get(id));
     const traces = [...byKind.entries()].map(([kind, tasks], i) => ({
       type: "bar",
       orientation: "h",
-      name: kind,
-      y: tasks.map((t) => rowLabel.get(t.device)),
+      name: plain(kind),
+      y: tasks.map((t) => row(t.device)),
       base: tasks.map((t) => t.start),
       x: tasks.map((t) => t.finish - t.start),
-      text: tasks.map((t) => t.task),
+      text: tasks.map((t) => plain(t.task)),
       customdata: tasks.map((t) => t.finish),
       textposition: "inside",
       insidetextanchor: "middle",
@@ -307,7 +319,7 @@ const TriadFront = (() => {
       plot_bgcolor: "rgba(0,0,0,0)",
       xaxis: { title: { text: "seconds" }, rangemode: "tozero", gridcolor: "#eef1f5" },
       yaxis: { type: "category", categoryorder: "array",
-        categoryarray: used.map((id) => rowLabel.get(id)).reverse(), ticksuffix: "  " },
+        categoryarray: used.map(row).reverse(), ticksuffix: "  " },
       legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom", traceorder: "normal" },
       hovermode: "closest",
       // A task's name only where it fits its bar; hovering shows every one.
@@ -317,8 +329,17 @@ const TriadFront = (() => {
   }
 
   // Generators number their tasks ("detect-3", "filterContams-0-2"); the rest is the kind.
+  // Runs of digits, each after an optional separator, are taken off the end by a loop, as
+  // `task_kind` in scheduling_queries.py does: the regex `(?:[-_.]?\d+)+$` backtracks
+  // exponentially on a long run of digits followed by anything else.
   function taskKind(id) {
-    return id.replace(/(?:[-_.]?\d+)+$/, "") || id;
+    const digitAt = (i) => id[i] >= "0" && id[i] <= "9";
+    let end = id.length;
+    while (end > 0 && digitAt(end - 1)) {
+      while (end > 0 && digitAt(end - 1)) end -= 1;
+      if (end > 0 && "-_.".includes(id[end - 1])) end -= 1;
+    }
+    return id.slice(0, end) || id;
   }
 
   function cell(text, className = "num", tag = "td") {
