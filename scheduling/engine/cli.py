@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -49,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     solve_cmd.add_argument("--algorithm", choices=ALGORITHMS, default="nsga2")
     solve_cmd.add_argument("--generations", type=_positive, default=100)
     solve_cmd.add_argument("--population", type=_positive, default=100)
-    solve_cmd.add_argument("--seed", type=int, default=1)
+    solve_cmd.add_argument("--seed", type=_seed, default=1)
     solve_cmd.add_argument("--max-front", type=_positive, default=100)
     solve_cmd.add_argument(
         "--weights",
@@ -65,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     generate_cmd.add_argument("--shape", choices=sorted(SHAPES), required=True)
     generate_cmd.add_argument("--tasks", type=_positive, required=True)
     generate_cmd.add_argument("--devices", type=_positive, required=True)
-    generate_cmd.add_argument("--seed", type=int, default=1)
+    generate_cmd.add_argument("--seed", type=_seed, default=1)
     generate_cmd.add_argument("--out", type=Path, help="problem JSON (default: stdout)")
     generate_cmd.set_defaults(run=_generate)
 
@@ -74,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     import_cmd.add_argument("workflow", type=Path, help="WfFormat JSON")
     import_cmd.add_argument("--devices", type=_positive, required=True, help="generated fleet")
-    import_cmd.add_argument("--seed", type=int, default=1)
+    import_cmd.add_argument("--seed", type=_seed, default=1)
     import_cmd.add_argument("--out", type=Path, help="problem JSON (default: stdout)")
     import_cmd.set_defaults(run=_import_wfformat)
     return parser
@@ -84,6 +85,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
     return value
 
 
@@ -111,8 +119,8 @@ def _weights(text: str) -> dict[str, float]:
             weights[name] = float(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name}: weight {value!r} is not a number") from None
-        if not weights[name] >= 0:
-            raise argparse.ArgumentTypeError(f"{name}: weight must be >= 0")
+        if not (math.isfinite(weights[name]) and weights[name] >= 0):
+            raise argparse.ArgumentTypeError(f"{name}: weight must be a finite number >= 0")
     return weights
 
 

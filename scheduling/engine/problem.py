@@ -309,7 +309,8 @@ def _parse_task(raw: Any, path: str) -> Task:
     if not isinstance(runtime, Mapping):
         raise ProblemError(f"must map device ids to seconds ({what})", f"{path}.runtime_s")
     runtimes = {
-        str(device): _number(runtime, str(device), f"{path}.runtime_s", what) for device in runtime
+        str(device): _number(runtime, str(device), f"{path}.runtime_s", what, strict=True)
+        for device in runtime
     }
     return Task(
         id=task_id,

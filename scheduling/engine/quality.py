@@ -45,7 +45,12 @@ def lower_bounds(arrays: ProblemArrays) -> dict[str, float]:
         "makespan": max(critical_path, work_over_speed),
         "critical_path_s": critical_path,
         "work_over_speed_s": work_over_speed,
-        "energy": float((compute * arrays.power_busy_w[None, :]).min(axis=1).sum()),
+        # The mask goes after the product: a device drawing 0 W busy would make inf x 0.
+        "energy": float(
+            np.where(arrays.allowed, arrays.compute_s * arrays.power_busy_w, np.inf)
+            .min(axis=1)
+            .sum()
+        ),
         "cost": float(
             np.where(arrays.allowed, arrays.compute_s * arrays.price_per_s, np.inf)
             .min(axis=1)

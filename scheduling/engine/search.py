@@ -186,8 +186,9 @@ class Archive:
     def empty(cls, n_var: int, n_obj: int) -> Archive:
         return cls(np.empty((0, n_var)), np.empty((0, n_obj)))
 
-    def add(self, X: Matrix, F: Matrix, lateness: Matrix) -> None:
-        self.evaluations += len(X)
+    def add(self, X: Matrix, F: Matrix, lateness: Matrix, *, evaluated: bool = True) -> None:
+        """Merge solutions in; `evaluated` counts them as the search's evaluations."""
+        self.evaluations += len(X) if evaluated else 0
         feasible = lateness.ravel() <= 0.0
         X = np.vstack([self.X, X[feasible]])
         F = np.vstack([self.F, F[feasible]])
@@ -237,10 +238,11 @@ def run_search(
     generations: int,
     seed: int,
     after_generation: Callable[[int, Archive], None],
+    archive: Archive,
 ) -> Archive:
-    """Run `generations` generations, calling `after_generation` after each one."""
+    """Run `generations` generations, adding what they find to `archive` and calling
+    `after_generation` after each one."""
     algorithm.setup(problem, termination=("n_gen", generations), seed=seed, verbose=False)
-    archive = Archive.empty(problem.n_var, problem.n_obj)
     generation = 0
     while algorithm.has_next():
         offspring = algorithm.ask()

@@ -62,6 +62,8 @@ class SolveOptions:
                 raise ValueError(f"{name}: must be at least 1")
         if self.population < 4:
             raise ValueError("population: must be at least 4")
+        if self.seed < 0:
+            raise ValueError("seed: must be >= 0")
 
 
 def solve(
@@ -97,8 +99,17 @@ def solve(
     search_problem = PlacementProblem(arrays, columns)
     seeds = np.vstack([join(placement) for placement, _ in baselines.values()])
     algorithm = build_algorithm(options.algorithm, options.population, len(columns), seeds)
+    # The baselines start the archive whatever the population size (the first population
+    # may be too small to hold them all), so the front always covers them.
+    archive = Archive.empty(search_problem.n_var, search_problem.n_obj)
+    archive.add(
+        seeds,
+        baseline_points,
+        np.array([s.deadline_violation_s for _, s in baselines.values()]),
+        evaluated=False,
+    )
     archive = run_search(
-        search_problem, algorithm, options.generations, options.seed, after_generation
+        search_problem, algorithm, options.generations, options.seed, after_generation, archive
     )
     return _result(problem, options, archive, baselines, bounds, history, started)
 
@@ -151,8 +162,8 @@ def _result(
         "generations": options.generations,
         "population": options.population,
         "seed": options.seed,
-        "front": [_entry(problem, s) for s in schedules],
-        "baselines": {name: _entry(problem, s) for name, (_, s) in baselines.items()},
+        "front": [_entry(problem, s, bounds) for s in schedules],
+        "baselines": {name: _entry(problem, s, bounds) for name, (_, s) in baselines.items()},
         "hypervolume": {
             "front": scale.hypervolume(front_points),
             "baselines": {
@@ -189,12 +200,18 @@ def _decode_row(problem: Problem, x: Matrix) -> Schedule:
     return decode(problem.arrays, assignment[0], keys[0])
 
 
-def _entry(problem: Problem, schedule: Schedule) -> dict[str, Any]:
+def _entry(problem: Problem, schedule: Schedule, bounds: Mapping[str, float]) -> dict[str, Any]:
     columns = objective_columns(problem.objectives)
     tasks, devices = problem.tasks, problem.devices
     order = np.lexsort((schedule.assignment, schedule.start_s))
+    objectives = as_mapping(problem.objectives, schedule.objectives[columns])
     return {
-        "objectives": as_mapping(problem.objectives, schedule.objectives[columns]),
+        "objectives": objectives,
+        # How far from what no schedule can beat; null where the bound is 0.
+        "ratio_to_lower_bound": {
+            name: value / bounds[name] if bounds[name] > 0 else None
+            for name, value in objectives.items()
+        },
         "assignment": {
             t.id: devices[d].id for t, d in zip(tasks, schedule.assignment, strict=True)
         },

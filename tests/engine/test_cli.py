@@ -78,6 +78,8 @@ def test_a_refused_problem_names_the_task_and_writes_nothing(tmp_path: Path) -> 
         (["solve", "x.json", "--generations", "0"], "--generations: must be at least 1"),
         (["solve", "x.json", "--weights", "speed=1"], "unknown objective 'speed'"),
         (["solve", "x.json", "--weights", "cost=cheap"], "cost: weight 'cheap' is not a number"),
+        (["solve", "x.json", "--weights", "cost=inf"], "cost: weight must be a finite number"),
+        (["solve", "x.json", "--seed", "-1"], "--seed: must be >= 0, not -1"),
         (["generate", "--shape", "mesh", "--tasks", "5", "--devices", "3"], "--shape: invalid"),
         (["import-wfformat", "pyproject.toml", "--devices", "3"], "workflow: pyproject.toml"),
     ],

@@ -108,6 +108,8 @@ BAD_INPUT: list[tuple[str, Mutation, str, str]] = [
     ("zero bandwidth", set_at(("links", 0, "bandwidth_mbps"), 0), "links[0].bandwidth_mbps", "> 0"),
     ("unknown objective", set_at(("objectives",), ["makespan", "speed"]), "objectives",
      "unknown objective 'speed'"),
+    ("zero runtime", set_at(("tasks", 2, "runtime_s"), {"box": 0}), "tasks[2].runtime_s.box",
+     "must be a number > 0 (task 'alert')"),
     ("runtime on unknown device", set_at(("tasks", 2, "runtime_s"), {"nowhere": 1}),
      "tasks[2].runtime_s", "unknown device 'nowhere'"),
     ("wrong format", set_at(("format",), "other/9"), "format", "unsupported format"),

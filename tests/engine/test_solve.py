@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import numpy as np
 import pytest
 
 from scheduling.engine import SolveCancelled, SolveOptions, parse_problem, solve
-from scheduling.engine.generate import montage, video_pipeline
+from scheduling.engine.generate import layered, montage, video_pipeline
 from scheduling.engine.quality import knee_index, thin_front, weighted_choice
+from tests.engine.helpers import device, edge, problem_document, task
 
 SMALL = SolveOptions(generations=15, population=24, seed=3)
 
@@ -149,6 +151,7 @@ def test_progress_is_reported_each_generation_and_a_stop_cancels(
         ({"algorithm": "simplex"}, "algorithm"),
         ({"generations": 0}, "generations"),
         ({"population": 2}, "population"),
+        ({"seed": -1}, "seed"),
     ],
 )
 def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
@@ -187,3 +190,31 @@ def test_nsga2_on_one_objective_finds_a_makespan_at_most_hefts(pipeline_with_dea
     heft = result["baselines"]["heft"]
     if heft["feasible"]:
         assert result["front"][0]["objectives"]["makespan"] <= heft["objectives"]["makespan"]
+
+
+def test_a_device_drawing_no_busy_power_gives_finite_bounds_and_json() -> None:
+    document = problem_document(
+        [task("big", memory_mb=2000), task("small", memory_mb=10)],
+        [edge("big", "small")],
+        [device("server"), device("sensor", memory_mb=512, power_idle_w=0, power_busy_w=0)],
+    )
+    result = solve(parse_problem(document), SolveOptions(generations=3, population=8))
+    json.dumps(result, allow_nan=False)  # raises on NaN or infinity
+    assert result["lower_bounds"]["energy"] == pytest.approx(50.0)  # big on the server only
+
+
+def test_every_baseline_is_covered_even_by_a_tiny_population() -> None:
+    problem = parse_problem(layered(tasks=8, devices=4, seed=9))
+    result = solve(problem, SolveOptions(generations=1, population=4))
+    assert result["front_dominates_baselines"] is True
+
+
+def test_each_solution_carries_its_ratio_to_the_lower_bounds(result: dict[str, Any]) -> None:
+    bounds = result["lower_bounds"]
+    for entry in [*result["front"], *result["baselines"].values()]:
+        for name, ratio in entry["ratio_to_lower_bound"].items():
+            if bounds[name] > 0:
+                assert ratio == pytest.approx(entry["objectives"][name] / bounds[name])
+                assert ratio >= 1 - 1e-9
+            else:
+                assert ratio is None
