@@ -139,7 +139,7 @@ class SchedulingJobForm(SchedulingForm):
     objectives = forms.MultipleChoiceField(
         choices=Objective.choices,
         widget=forms.CheckboxSelectMultiple,
-        initial=DEFAULT_OBJECTIVES,
+        initial=list(DEFAULT_OBJECTIVES),
         help_text="Minimised together; the front trades them off.",
     )
     algorithm = forms.ChoiceField(

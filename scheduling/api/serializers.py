@@ -11,6 +11,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from scheduling.engine.problem import DEFAULT_OBJECTIVES
 from scheduling.models import (
     Algorithm,
     Decision,
@@ -21,7 +22,6 @@ from scheduling.models import (
 )
 from scheduling.templates import MAX_SEED, TEMPLATES
 
-DEFAULT_OBJECTIVES = [Objective.MAKESPAN.value, Objective.ENERGY.value]
 MAX_COMMENT_CHARS = 2000
 
 

@@ -186,11 +186,14 @@ def _write_json(document: Any, out: Path | None) -> None:
         sys.stdout.write(text)
         return
     # Written beside the target and renamed, so a reader never sees half a file.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    with os.fdopen(handle, "w") as file:
-        file.write(text)
-    os.replace(temporary, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.replace(temporary, out)
+    except OSError as error:
+        raise UsageError(f"--out: cannot write {out}: {error.strerror}") from error
 
 
 def _print_progress(progress: Progress) -> None:

@@ -22,9 +22,6 @@ from numba import njit
 
 from scheduling.engine.problem import OBJECTIVES, ProblemArrays
 
-# Column of each objective in the decoder's output.
-OBJECTIVE_COLUMN = {name: i for i, name in enumerate(OBJECTIVES)}
-
 
 @dataclass(frozen=True)
 class Schedule:

@@ -34,7 +34,7 @@ import numpy as np
 from scheduling.engine.problem import FORMAT
 from scheduling.engine.wfformat import REFERENCE_GFLOPS
 
-DEFAULT_OBJECTIVES = ("makespan", "energy", "cost")
+GENERATED_OBJECTIVES = ("makespan", "energy", "cost")
 
 # Distinguishes the workload's random stream from the fleet's, which uses the bare seed.
 _WORKLOAD_STREAM = 1
@@ -179,7 +179,7 @@ def with_fleet(
     workload: dict[str, Any],
     devices: int,
     seed: int,
-    objectives: Sequence[str] = DEFAULT_OBJECTIVES,
+    objectives: Sequence[str] = GENERATED_OBJECTIVES,
 ) -> ProblemDoc:
     """A problem document running ``workload`` (its ``tasks`` and ``edges``) on a fleet."""
     fleet, links = generate_fleet(devices, seed)

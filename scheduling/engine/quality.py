@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,7 +159,3 @@ def objective_columns(objectives: Sequence[str]) -> list[int]:
 
 def as_mapping(objectives: Sequence[str], values: Matrix) -> dict[str, float]:
     return {name: float(v) for name, v in zip(objectives, values, strict=True)}
-
-
-def as_vector(objectives: Sequence[str], mapping: Mapping[str, float]) -> Matrix:
-    return np.array([mapping[name] for name in objectives], dtype=np.float64)
