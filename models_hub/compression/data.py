@@ -85,9 +85,11 @@ def check_data(
         raise CompressionError(
             f"'y' must hold one label per sample: shape ({x.shape[0]},), not {y.shape}", field
         )
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.issubdtype(y.dtype, np.floating) or not np.all(np.mod(y, 1) == 0):
-            raise CompressionError(f"'y' must hold integer class labels, not {y.dtype}", field)
+    is_integer = np.issubdtype(y.dtype, np.integer) or (
+        np.issubdtype(y.dtype, np.floating) and bool(np.all(np.mod(y, 1) == 0))
+    )
+    if not is_integer:
+        raise CompressionError(f"'y' must hold integer class labels, not {y.dtype}", field)
     if (y < 0).any():
         raise CompressionError("'y' holds negative class labels", field)
     return Data(np.ascontiguousarray(x), y.astype(np.int64))
