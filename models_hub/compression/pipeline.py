@@ -44,6 +44,7 @@ from models_hub.compression.recipes import Recipe, Step
 from models_hub.compression.training import Distillation, TrainOptions, train
 
 REPORT_FORMAT = "triad.compression-report/1"
+DISTILLATION = Distillation(nn.Identity())  # its defaults
 PARITY_SAMPLES = 64
 MAX_EPOCHS = 200
 
@@ -223,8 +224,8 @@ def check_parameters(recipe: Recipe, options: CompressOptions) -> None:
     if "prune-distill" in kinds:
         Distillation(
             nn.Identity(),
-            temperature=_number(options.parameters, "temperature", 4.0),
-            alpha=_number(options.parameters, "alpha", 0.7),
+            temperature=_number(options.parameters, "temperature", DISTILLATION.temperature),
+            alpha=_number(options.parameters, "alpha", DISTILLATION.alpha),
         )
     if "nas" in kinds:
         from models_hub.compression import nas
@@ -339,8 +340,10 @@ class _Run:
             assert original.module is not None
             distillation = Distillation(
                 original.module,
-                temperature=_number(self.options.parameters, "temperature", 4.0),
-                alpha=_number(self.options.parameters, "alpha", 0.7),
+                temperature=_number(
+                    self.options.parameters, "temperature", DISTILLATION.temperature
+                ),
+                alpha=_number(self.options.parameters, "alpha", DISTILLATION.alpha),
             )
         train_options = _train_options(self.options)
         return train(

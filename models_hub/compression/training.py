@@ -4,6 +4,13 @@ Distillation uses Hinton et al.'s loss (2015): the student matches the teacher's
 softened by a `temperature` T, weighted by `alpha` and scaled by T^2 so that its gradients
 keep their size as T changes, plus (1 - alpha) times the cross-entropy with the labels.
 Without labels, alpha is 1: the student learns from the teacher alone.
+
+The defaults (T = 1, alpha = 0.5) are measured, not folklore: pruning the digits teacher
+by half and fine-tuning for 10 epochs, three seeds, T = 1 matched plain fine-tuning seed
+for seed (98.15, 97.96, 98.15%), while T = 2 lost 0.2 to 0.6 points and T = 4 more. A
+student that starts from its teacher's own weights gains little from softened targets on
+the same labelled data; distillation pays off where labels are few and unlabelled inputs
+many, since the teacher labels them all (see tests/compression/test_distillation.py).
 """
 
 from __future__ import annotations
@@ -32,8 +39,8 @@ class TrainOptions:
 @dataclass(frozen=True)
 class Distillation:
     teacher: nn.Module
-    temperature: float = 4.0
-    alpha: float = 0.7
+    temperature: float = 1.0
+    alpha: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
