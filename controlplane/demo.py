@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 CELERY_WORKER = (
     "-m celery --quiet -A controlplane worker --loglevel warning --concurrency 1"
-    " --without-gossip --without-mingle"
+    " --without-gossip --without-mingle -Q celery,compression"
 )
 CELERY_BEAT = "-m celery --quiet -A controlplane beat --loglevel warning"
 

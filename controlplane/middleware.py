@@ -12,6 +12,8 @@ from django.urls import reverse
 # Routes that take workload files (WfCommons traces run to megabytes): their limit is
 # TRIAD_MAX_UPLOAD_BYTES instead.
 UPLOAD_ROUTES = ("workload-upload", "scheduling-workloads")
+# Routes that take model files and data sets (hundreds of megabytes): TRIAD_MAX_MODEL_BYTES.
+MODEL_UPLOAD_ROUTES = ("modelartifact-list", "dataset-list")
 
 
 @cache
@@ -19,9 +21,23 @@ def upload_paths() -> frozenset[str]:
     return frozenset(reverse(name) for name in UPLOAD_ROUTES)
 
 
+@cache
+def model_upload_paths() -> frozenset[str]:
+    return frozenset(reverse(name) for name in MODEL_UPLOAD_ROUTES)
+
+
+def body_limit(path: str) -> int:
+    """The largest body a request to `path` may send."""
+    if path in model_upload_paths():
+        return int(settings.TRIAD_MAX_MODEL_BYTES)
+    if path in upload_paths():
+        return int(settings.TRIAD_MAX_UPLOAD_BYTES)
+    return int(settings.TRIAD_MAX_BODY_BYTES)
+
+
 class BodySizeLimitMiddleware:
     """Answer 413 with a JSON error when Content-Length exceeds TRIAD_MAX_BODY_BYTES
-    (TRIAD_MAX_UPLOAD_BYTES on the upload routes).
+    (TRIAD_MAX_UPLOAD_BYTES on the upload routes, TRIAD_MAX_MODEL_BYTES on the model ones).
 
     Django's DATA_UPLOAD_MAX_MEMORY_SIZE also caps bodies read through request.body, which
     covers requests without a Content-Length (chunked uploads).
@@ -38,11 +54,7 @@ class BodySizeLimitMiddleware:
             return JsonResponse(
                 {"detail": "Content-Length is not an integer.", "code": "bad_request"}, status=400
             )
-        limit = (
-            settings.TRIAD_MAX_UPLOAD_BYTES
-            if request.path in upload_paths()
-            else settings.TRIAD_MAX_BODY_BYTES
-        )
+        limit = body_limit(request.path)
         if length > limit:
             return JsonResponse(
                 {

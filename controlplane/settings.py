@@ -157,6 +157,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+# Compression jobs have a queue of their own, so that their workers scale apart from the
+# rest; a worker serves both with `-Q celery,compression` (controlplane.demo does).
+CELERY_TASK_ROUTES = {"models_hub.tasks.run_compression_job": {"queue": "compression"}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep-offline-devices": {
@@ -176,6 +179,8 @@ TRIAD_MAX_CLOCK_SKEW_S = env_int("TRIAD_MAX_CLOCK_SKEW_S", 300, minimum=0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = TRIAD_MAX_BODY_BYTES
 # Workload files on the upload routes (controlplane.middleware.UPLOAD_ROUTES).
 TRIAD_MAX_UPLOAD_BYTES = env_int("TRIAD_MAX_UPLOAD_BYTES", 16 * 1_048_576, minimum=1024)
+# Model files and data sets on the model upload routes (MODEL_UPLOAD_ROUTES there).
+TRIAD_MAX_MODEL_BYTES = env_int("TRIAD_MAX_MODEL_BYTES", 256 * 1_048_576, minimum=65_536)
 
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -210,6 +215,8 @@ SPECTACULAR_SETTINGS = {
         "AlgorithmEnum": "scheduling.models.Algorithm",
         "ObjectiveEnum": "scheduling.models.Objective",
         "SolutionKindEnum": "scheduling.models.SolutionKind",
+        "FrameworkEnum": "models_hub.models.Framework",
+        "DatasetPurposeEnum": "models_hub.models.DatasetPurpose",
     },
 }
 

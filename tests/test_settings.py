@@ -54,6 +54,8 @@ def test_database_urls() -> None:
         ("TRIAD_HEARTBEAT_INTERVAL_S", "soon"),
         ("DJANGO_DEBUG", "perhaps"),
         ("DATABASE_URL", "oracle://x/y"),
+        ("TRIAD_MAX_MODEL_BYTES", "256MiB"),
+        ("TRIAD_MAX_MODEL_BYTES", "1000"),
     ],
 )
 def test_bad_setting_stops_start_up(name: str, value: str) -> None:

@@ -185,8 +185,9 @@ class Processes:
                 "1",
                 "--without-gossip",
                 "--without-mingle",
+                # The default queue and the compression jobs' (CELERY_TASK_ROUTES).
                 "-Q",
-                "celery",
+                "celery,compression",
                 "--loglevel",
                 "info",
                 "--hostname",
