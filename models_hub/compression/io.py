@@ -159,9 +159,9 @@ def load_torch(path: str | Path, field: str = "model", trust_pickle: bool = Fals
     return module.eval()
 
 
-def trusted_classes() -> list[type]:
+def trusted_classes() -> list[Any]:
     """Torch's layers and Triad's architectures: what a whole-model pickle may name."""
-    classes: list[type] = [torch.Size]
+    classes: list[Any] = [torch.Size]
     for module in (nn, architectures):
         for _, value in inspect.getmembers(module, inspect.isclass):
             if issubclass(value, nn.Module) or value is architectures.StageSpec:

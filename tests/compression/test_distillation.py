@@ -47,6 +47,7 @@ def test_distillation_matches_plain_fine_tuning_on_the_same_labels(
 def test_distillation_learns_from_unlabelled_inputs_where_labels_are_few(
     digits: Task, digits_teacher: torch.nn.Module
 ) -> None:
+    assert digits.train.y is not None
     few_labels = Data(digits.train.x[:60], digits.train.y[:60])  # 6 per class on average
     unlabelled = Data(digits.train.x, None)
     # The same number of optimiser steps for both: 100 epochs of 1 batch, 5 of 20.

@@ -112,7 +112,7 @@ def test_bad_data_files_are_refused(
     tmp_path: Path, arrays: dict[str, np.ndarray], expected: str
 ) -> None:
     path = tmp_path / "data.npz"
-    np.savez(path, **arrays)
+    np.savez(path, **arrays)  # type: ignore[arg-type]
     assert expected in refused("calib", load_data, path, "calib").message
 
 

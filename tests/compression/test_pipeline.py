@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,6 +138,7 @@ def test_mislabelled_data_is_refused(tmp_path: Path, files: dict[str, Path]) -> 
     import numpy as np
 
     evaluation = load_data(files["eval.npz"], "eval")
+    assert evaluation.y is not None
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=evaluation.x, y=evaluation.y + 5)  # classes 5 to 14 of a 10-class model
     with pytest.raises(CompressionError) as caught:
@@ -177,7 +179,12 @@ def test_a_slower_variant_is_noted_or_refused(tmp_path: Path) -> None:
         "accuracy": 0.9,
         "latency_ms": {t: {"p50": 1.0} for t in THREADS},
     }
-    slower = {"size_bytes": 50, "accuracy": 0.9, "notes": [], "recipe": "int8-dynamic"}
+    slower: dict[str, Any] = {
+        "size_bytes": 50,
+        "accuracy": 0.9,
+        "notes": [],
+        "recipe": "int8-dynamic",
+    }
     slower["latency_ms"] = {t: {"p50": 2.0} for t in THREADS}
     _Run(CompressOptions(), None, None)._compare(slower, original, tmp_path / "v.onnx")
     assert slower["speedup"]["1_thread"] == 0.5
