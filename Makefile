@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-fleet bench-scheduling clean
+.PHONY: install demo test lint bench bench-fleet bench-scheduling bench-compression clean
 
 install: $(STAMP)
 
@@ -24,13 +24,16 @@ lint: install
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/lint-imports
 
-bench: bench-scheduling bench-fleet
+bench: bench-scheduling bench-fleet bench-compression
 
 bench-fleet: install
 	$(PY) -m benchmarks.fleet $(BENCH_ARGS)
 
 bench-scheduling: install
 	$(PY) -m benchmarks.scheduling
+
+bench-compression: install
+	$(PY) -m benchmarks.compression
 
 clean:
 	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache
