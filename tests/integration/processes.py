@@ -169,7 +169,13 @@ class Processes:
         )
         return Server(process, port)
 
-    def worker(self, env: dict[str, str], pool: str = "solo", name: str = "worker") -> Process:
+    def worker(
+        self,
+        env: dict[str, str],
+        pool: str = "solo",
+        name: str = "worker",
+        queues: str = "celery,compression",
+    ) -> Process:
         return self.start(
             name,
             [
@@ -185,9 +191,9 @@ class Processes:
                 "1",
                 "--without-gossip",
                 "--without-mingle",
-                # The default queue and the compression jobs' (CELERY_TASK_ROUTES).
+                # By default, the default queue and the compression jobs' (CELERY_TASK_ROUTES).
                 "-Q",
-                "celery,compression",
+                queues,
                 "--loglevel",
                 "info",
                 "--hostname",
