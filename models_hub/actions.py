@@ -175,6 +175,12 @@ def _engine_refusal(error: CompressionError, renames: Mapping[str, str]) -> Mode
     return ModelHubError(error.message, f"{named}.{rest}" if rest else named or None)
 
 
+def _unreadable(error: Exception, what: str) -> ModelHubError:
+    log.warning("an uploaded %s could not be read", what, exc_info=True)
+    first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    return ModelHubError(f"Cannot read this {what}: {type(error).__name__}: {first}", "file")
+
+
 # --- models -----------------------------------------------------------------------------
 def register_model(
     *,
@@ -202,6 +208,8 @@ def register_model(
             info = inspect_model(received.path, shape, trust_pickle=False, field="file")
         except CompressionError as error:
             raise _engine_refusal(error, {"model": "file"}) from error
+        except Exception as error:  # whatever a hostile file makes a library do: a refusal
+            raise _unreadable(error, "model") from error
         inputs = info.signature["inputs"]
         outputs = info.signature["outputs"]
         if len(inputs) != 1:
@@ -268,7 +276,10 @@ def _num_classes(
 
         from models_hub.compression.measure import run_onnx
 
-        classes = run_onnx(path, np.zeros((1, *shape), dtype=np.float32)).shape[1]
+        try:
+            classes = run_onnx(path, np.zeros((1, *shape), dtype=np.float32)).shape[1]
+        except Exception as error:
+            raise _unreadable(error, "model") from error
     if not isinstance(classes, int) or classes < 1:
         raise ModelHubError("The model's output says no number of classes.", "file")
     return classes
@@ -351,6 +362,8 @@ def register_dataset(
             data = load_data(received.path, "file")
         except CompressionError as error:
             raise _engine_refusal(error, {}) from error
+        except Exception as error:
+            raise _unreadable(error, "data file") from error
         return _store_dataset(
             received=received,
             name=name,
@@ -431,7 +444,7 @@ def submit_compression_job(
     (`calibration`, `evaluation`, `training`), and an evaluation set that is not held-out
     data. Nothing is stored then.
     """
-    from models_hub.compression import CompressionError, parse_recipe
+    from models_hub.compression import CompressionError, check_parameters, parse_recipe
 
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ModelHubError(f"A whole number from 0 to {MAX_SEED}.", "seed")
@@ -441,7 +454,7 @@ def submit_compression_job(
     try:
         parsed = parse_recipe(recipe, "recipe")
         _check_recipe_fits_model(parsed, model)
-        _check_parameters(parsed, _options(parameters or {}, profiles, seed))
+        check_parameters(parsed, _options(parameters or {}, profiles, seed))
     except CompressionError as error:
         raise _engine_refusal(error, {"model": "recipe"}) from error
     _check_datasets(parsed, model, calibration, evaluation, training)
@@ -475,12 +488,6 @@ def _options(
 def job_options(job: CompressionJob) -> CompressOptions:
     """The engine's options for the job (the worker's, from what was frozen)."""
     return _options(job.parameters, job.device_profiles, job.seed)
-
-
-def _check_parameters(recipe: Recipe, options: CompressOptions) -> None:
-    from models_hub.compression import check_parameters
-
-    check_parameters(recipe, options)
 
 
 def _check_recipe_fits_model(recipe: Recipe, model: ModelArtifact) -> None:
