@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from models_hub import actions
+from models_hub import actions, tasks
 from models_hub.compression import measure
 from models_hub.models import CompressionJob, Dataset, DatasetPurpose, ModelArtifact
 from models_hub.tasks import run_compression_job
@@ -35,6 +35,15 @@ def media(settings: Any, tmp_path: Path) -> Path:
     root.mkdir()
     settings.MEDIA_ROOT = root
     return root
+
+
+@pytest.fixture(autouse=True)
+def no_heartbeat_in_test_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job run in this process runs inside the test's transaction, which holds the job's
+    row (PostgreSQL) or the database's write lock (SQLite): the heartbeat thread's own
+    connection would wait on it, and the task waits for that thread. Tests of the heartbeat
+    set their own interval, in transactional tests."""
+    monkeypatch.setattr(tasks, "HEARTBEAT_INTERVAL_S", 3600.0)
 
 
 @pytest.fixture(autouse=True)
