@@ -66,7 +66,7 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "int8-dynamic": ("weight_type", "per_channel"),
     "prune": _PRUNING,
     "prune-distill": (*_PRUNING, "temperature", "alpha"),
-    "nas": ("population", "generations", "nas_epochs", "device_profile"),
+    "nas": ("population", "generations", "nas_epochs", "device_profile", "max_latency_ms"),
 }
 
 
