@@ -1,4 +1,5 @@
-"""WebSocket consumers that relay fleet and scheduling events to operators' browsers."""
+"""WebSocket consumers that relay fleet, scheduling and model hub events to operators'
+browsers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from controlplane.roles import is_operator
 from devices.events import FLEET_GROUP, device_group
+from models_hub.events import JOBS_GROUP as HUB_JOBS_GROUP
+from models_hub.events import job_group as hub_job_group
 from scheduling.events import DECISIONS_GROUP, JOBS_GROUP, job_group
 
 
@@ -83,3 +86,32 @@ class DecisionsConsumer(OperatorConsumer):
 
     async def decision_update(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "decision", "decision": event["decision"]})
+
+
+class CompressionJobConsumer(OperatorConsumer):
+    """A compression job's page: its status changes, and its progress with new log lines."""
+
+    def get_group(self) -> str:
+        return hub_job_group(self.scope["url_route"]["kwargs"]["job_id"])
+
+    async def job_status(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "status", "job": event["job"]})
+
+    async def job_progress(self, event: dict[str, Any]) -> None:
+        await self.send_json(
+            {
+                "type": "progress",
+                "progress": event["progress"],
+                "stage": event["stage"],
+                "lines": event["lines"],
+            }
+        )
+
+
+class CompressionJobsConsumer(OperatorConsumer):
+    """The compression job list: every job's status changes."""
+
+    group_name = HUB_JOBS_GROUP
+
+    async def job_status(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "status", "job": event["job"]})

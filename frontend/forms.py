@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django import forms
 
+from frontend.hub_queries import DatasetChoices
+from models_hub.actions import MAX_SEED, ModelHubError
+from models_hub.models import Dataset, DatasetPurpose
 from scheduling.actions import SchedulingError
 from scheduling.api.serializers import (
     DEFAULT_OBJECTIVES,
@@ -163,3 +168,234 @@ class CommentForm(SchedulingForm):
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
     )
+
+
+# --- model hub ------------------------------------------------------------------------------
+# The engine's recipe steps and the parameters each reads (models_hub.compression.STEPS and
+# PARAMETERS), written out because importing the engine loads torch, which the web
+# process does without until someone uploads a model; a test checks they agree.
+RECIPE_STEPS = ("int8-static", "int8-dynamic", "prune", "prune-distill", "nas")
+RECIPE_PRESETS = (
+    "int8-static",
+    "int8-dynamic",
+    "prune:0.5",
+    "prune-distill:0.5",
+    "prune-distill:0.5+int8-static",
+    "nas",
+    "nas+int8-static",
+)
+PRUNE_IMPORTANCES = ("magnitude", "l1", "taylor", "lamp", "fpgm", "random")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+# Engine parameter -> (its form field, the steps that read it).
+PARAMETER_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "calibration": ("calibration_method", ("int8-static",)),
+    "per_channel": ("per_channel", ("int8-static", "int8-dynamic")),
+    "epochs": ("epochs", ("prune", "prune-distill")),
+    "learning_rate": ("learning_rate", ("prune", "prune-distill")),
+    "importance": ("importance", ("prune", "prune-distill")),
+    "temperature": ("temperature", ("prune-distill",)),
+    "alpha": ("alpha", ("prune-distill",)),
+}
+DEFAULT = "Blank: the engine's default."
+
+
+class ModelHubForm(SchedulingForm):
+    """`refuse` takes the hub's errors, whose field may be dotted (`parameters.epochs`): a
+    parameter with a field of its own gets the error there, any other the JSON field."""
+
+    def refuse(self, error: SchedulingError | ModelHubError) -> None:
+        field = error.field or ""
+        root, _, rest = field.partition(".")
+        if root == "parameters" and rest:
+            named = PARAMETER_FIELDS.get(rest, ("", ()))[0]
+            field = named if named in self.fields else "parameters"
+            message = error.message if named in self.fields else f"{rest}: {error.message}"
+            self.add_error(field if field in self.fields else None, message)
+            return
+        self.add_error(field if field in self.fields else None, error.message)
+
+
+def parse_shape(text: str) -> list[int]:
+    """Axis lengths as people write them: `1, 16, 16`, `[1, 16, 16]` or `1x16x16`."""
+    # `re` reads \N{...} in a raw string as the named character.
+    separators = r"[\s,x\N{MULTIPLICATION SIGN}]+"
+    parts = [p for p in re.split(separators, text.strip().strip("[]()").lower()) if p]
+    if not parts or not all(p.isdecimal() for p in parts):
+        raise forms.ValidationError("Axis lengths separated by commas, as in 1, 16, 16.")
+    return [int(p) for p in parts]
+
+
+class ModelUploadForm(ModelHubForm):
+    file = forms.FileField(
+        help_text="An ONNX model, a torch model saved whole (torch.save(model)), or TorchScript."
+    )
+    name = forms.CharField(max_length=100, required=False, help_text="Blank: the file's name.")
+    version = forms.CharField(max_length=40, initial="1")
+    input_shape = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="One sample's shape without the batch axis, e.g. 1, 16, 16. Needed for "
+        "torch models; an ONNX model whose axes are fixed says it itself.",
+    )
+    task = forms.CharField(max_length=100, required=False, help_text="What it does: “digits”…")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean_input_shape(self) -> list[int] | None:
+        text = self.cleaned_data["input_shape"]
+        return parse_shape(text) if text.strip() else None
+
+    def model_name(self) -> str:
+        return self.cleaned_data["name"] or Path(self.cleaned_data["file"].name).stem[:100]
+
+
+class DatasetUploadForm(ModelHubForm):
+    file = forms.FileField(
+        help_text="An .npz archive: inputs x (samples first) and, if labelled, integer labels "
+        "y, one per sample."
+    )
+    name = forms.CharField(max_length=100, required=False, help_text="Blank: the file's name.")
+    purpose = forms.ChoiceField(
+        choices=DatasetPurpose.choices,
+        initial=DatasetPurpose.CALIBRATION,
+        help_text="Evaluation sets are held out: jobs measure every variant on one, and "
+        "never calibrate or train on it.",
+    )
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def dataset_name(self) -> str:
+        return self.cleaned_data["name"] or Path(self.cleaned_data["file"].name).stem[:100]
+
+
+class DatasetChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        labels = "labelled" if obj.labelled else "no labels"
+        return f"{obj.name} ({obj.purpose}, {obj.samples} samples, {labels})"
+
+
+def _optional(field: forms.Field, steps: tuple[str, ...]) -> forms.Field:
+    field.required = False
+    field.widget.attrs["data-steps"] = " ".join(steps)
+    return field
+
+
+class CompressionJobForm(ModelHubForm):
+    """A recipe, the data sets, and the parameters: simple fields for the common ones (the
+    page shows those the recipe's steps read), and JSON for the rest."""
+
+    recipe = forms.CharField(
+        max_length=200,
+        initial="int8-static",
+        help_text="Steps joined by +: int8-static, int8-dynamic, prune:R and prune-distill:R "
+        "(a ratio R of each layer's channels, at most 0.95), nas. Quantise last; pruning "
+        "and the search need a torch model.",
+    )
+    calibration = DatasetChoiceField(
+        queryset=Dataset.objects.none(),
+        help_text="Calibrates int8-static; fine-tunes pruned models unless a training set "
+        "is chosen.",
+    )
+    evaluation = DatasetChoiceField(
+        queryset=Dataset.objects.none(),
+        help_text="Held-out data every variant is measured on.",
+    )
+    training = DatasetChoiceField(
+        queryset=Dataset.objects.none(),
+        required=False,
+        empty_label="The calibration set",
+        help_text="Fine-tuning and search data.",
+    )
+    calibration_method = _optional(
+        forms.ChoiceField(
+            label="Calibration method",
+            choices=[("", "Default (minmax)"), *((m, m) for m in CALIBRATION_METHODS)],
+        ),
+        PARAMETER_FIELDS["calibration"][1],
+    )
+    per_channel = _optional(
+        forms.ChoiceField(
+            label="Per-channel weights",
+            choices=[("", "Default"), ("true", "Yes"), ("false", "No")],
+            help_text="Default: yes for int8-static, no for int8-dynamic.",
+        ),
+        PARAMETER_FIELDS["per_channel"][1],
+    )
+    epochs = _optional(
+        forms.IntegerField(help_text=f"Fine-tuning after pruning. {DEFAULT}"),
+        PARAMETER_FIELDS["epochs"][1],
+    )
+    learning_rate = _optional(
+        forms.FloatField(label="Learning rate", help_text=DEFAULT),
+        PARAMETER_FIELDS["learning_rate"][1],
+    )
+    importance = _optional(
+        forms.ChoiceField(
+            choices=[("", "Default (magnitude)"), *((i, i) for i in PRUNE_IMPORTANCES)],
+            help_text="How channels are ranked for pruning.",
+        ),
+        PARAMETER_FIELDS["importance"][1],
+    )
+    temperature = _optional(
+        forms.FloatField(help_text=f"Distillation temperature. {DEFAULT}"),
+        PARAMETER_FIELDS["temperature"][1],
+    )
+    alpha = _optional(
+        forms.FloatField(help_text=f"Weight of the teacher's term, 0 to 1. {DEFAULT}"),
+        PARAMETER_FIELDS["alpha"][1],
+    )
+    parameters = forms.CharField(
+        label="More parameters (JSON)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": '{"calibration_samples": 128}'}),
+        help_text="Any other parameter as a JSON object; docs/compression.md lists them.",
+    )
+    seed = forms.IntegerField(min_value=0, max_value=MAX_SEED, initial=0)
+
+    def __init__(self, *args: Any, choices: DatasetChoices, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        roles = {
+            "calibration": choices.calibration,
+            "evaluation": choices.evaluation,
+            "training": choices.calibration,
+        }
+        for name, datasets in roles.items():
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = Dataset.objects.filter(pk__in=[d.pk for d in datasets])
+        self.fields["recipe"].widget.attrs["list"] = "recipe-presets"
+
+    def clean_parameters(self) -> dict[str, Any]:
+        text = self.cleaned_data["parameters"].strip()
+        if not text:
+            return {}
+        try:
+            parameters = json.loads(text)
+        except ValueError as error:
+            raise forms.ValidationError(f"Not valid JSON: {error}") from None
+        if not isinstance(parameters, dict):
+            raise forms.ValidationError('A JSON object, as in {"epochs": 5}.')
+        return parameters
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        parameters = dict(cleaned.get("parameters") or {})
+        for name, (field, _) in PARAMETER_FIELDS.items():
+            value = cleaned.get(field)
+            if value is None or value == "":
+                continue
+            if name in parameters:
+                self.add_error(field, f"{name} is in the JSON parameters too; give it once.")
+                continue
+            parameters[name] = value == "true" if field == "per_channel" else value
+        cleaned["parameters"] = parameters
+        return cleaned
+
+    def parameter_fields(self) -> list[forms.BoundField]:
+        return [self[field] for field, _ in PARAMETER_FIELDS.values()]
+
+    def job_arguments(self) -> dict[str, Any]:
+        """What `submit_compression_job` takes, less the model and the user."""
+        data = self.cleaned_data
+        return {
+            name: data[name]
+            for name in ("recipe", "calibration", "evaluation", "training", "parameters", "seed")
+        }

@@ -8,4 +8,6 @@ websocket_urlpatterns = [
     path("ws/scheduling/jobs/", consumers.SchedulingJobsConsumer.as_asgi()),
     path("ws/scheduling/jobs/<uuid:job_id>/", consumers.SchedulingJobConsumer.as_asgi()),
     path("ws/scheduling/decisions/", consumers.DecisionsConsumer.as_asgi()),
+    path("ws/models/jobs/", consumers.CompressionJobsConsumer.as_asgi()),
+    path("ws/models/jobs/<uuid:job_id>/", consumers.CompressionJobConsumer.as_asgi()),
 ]

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from frontend import scheduling_views, views
+from frontend import hub_views, scheduling_views, views
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
@@ -54,6 +54,29 @@ urlpatterns = [
         "scheduling/decisions/<uuid:decision_id>/reject/",
         scheduling_views.decision_reject,
         name="scheduling-decision-reject",
+    ),
+    # Model hub
+    path("models/", hub_views.registry, name="models"),
+    path("models/<uuid:model_id>/", hub_views.model_detail, name="models-model"),
+    path(
+        "models/<uuid:model_id>/download/",
+        hub_views.model_download,
+        name="models-model-download",
+    ),
+    path("models/datasets/", hub_views.datasets, name="models-datasets"),
+    path(
+        "models/datasets/<uuid:dataset_id>/download/",
+        hub_views.dataset_download,
+        name="models-dataset-download",
+    ),
+    path("models/jobs/", hub_views.jobs, name="models-jobs"),
+    path("models/jobs/<uuid:job_id>/", hub_views.job_detail, name="models-job"),
+    path("models/jobs/<uuid:job_id>/cancel/", hub_views.job_cancel, name="models-job-cancel"),
+    path("models/jobs/<uuid:job_id>/retry/", hub_views.job_retry, name="models-job-retry"),
+    path(
+        "models/variants/<uuid:variant_id>/download/",
+        hub_views.variant_download,
+        name="models-variant-download",
     ),
 ]
 
