@@ -1,6 +1,10 @@
-"""Console page tests: `page` runs over a `PageRoleTests` subclass's `pages`."""
+"""Console page tests: `page` runs over a `PageRoleTests` subclass's `pages`; the model hub
+tests share its files and a MEDIA_ROOT of their own."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -9,3 +13,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     pages = getattr(metafunc.cls, "pages", None)
     if pages and "page" in metafunc.fixturenames:
         metafunc.parametrize("page", pages)
+
+
+@pytest.fixture(scope="session")
+def hub_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tests.frontend.hub_helpers import hub_files
+
+    return hub_files(tmp_path_factory)
+
+
+@pytest.fixture
+def hub_media(settings: Any, tmp_path: Path) -> Path:
+    """A MEDIA_ROOT of the test's own, so that "nothing stored" can be checked by listing it."""
+    root = tmp_path / "media"
+    root.mkdir()
+    settings.MEDIA_ROOT = root
+    return root
