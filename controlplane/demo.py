@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     # A workload ready to schedule: one camera per simulated end device.
     manage("create_workload", "--template", "video-pipeline", "--param", "cameras=8",
            "--name", "Junction cameras (demo)", "--if-missing")  # fmt: skip
+    # A model to compress: the digits teacher (trained in seconds) and its data sets.
+    manage("register_builtin_task", "digits", "--if-missing")
     count = sum(int(part.split(":")[1]) for part in options.mix.split(","))
     token = manage(
         "create_enrollment_token", "--uses", str(count), "--expires", "1h", "--name", "demo fleet"

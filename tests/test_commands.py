@@ -76,3 +76,33 @@ def test_create_workload_bad_input(db: Any, param: str, message: str) -> None:
             "create_workload", "--template", "video-pipeline", "--name", "x", "--param", param
         )
     assert Workload.objects.count() == 0
+
+
+def test_register_builtin_task_once(db: Any, settings: Any, tmp_path: Any) -> None:
+    from models_hub.models import Dataset, ModelArtifact
+
+    settings.MEDIA_ROOT = tmp_path
+    out = StringIO()
+    call_command("register_builtin_task", "digits", "--epochs", "1", stdout=out)
+    artifact = ModelArtifact.objects.get(pk=out.getvalue().strip())
+    assert (artifact.name, artifact.framework, artifact.input_shape) == (
+        "digits-cnn",
+        "torch",
+        [1, 16, 16],
+    )
+    assert sorted(Dataset.objects.values_list("purpose", "samples")) == [
+        ("calibration", 1257),
+        ("evaluation", 540),
+    ]
+    again = StringIO()
+    call_command("register_builtin_task", "digits", "--if-missing", stdout=again)
+    assert again.getvalue().strip() == str(artifact.pk)
+    assert ModelArtifact.objects.count() == 1 and Dataset.objects.count() == 2
+
+
+def test_register_builtin_task_bad_epochs(db: Any) -> None:
+    from models_hub.models import ModelArtifact
+
+    with pytest.raises(CommandError, match="--epochs: from 1 to 200"):
+        call_command("register_builtin_task", "digits", "--epochs", "0")
+    assert ModelArtifact.objects.count() == 0
