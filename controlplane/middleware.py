@@ -13,7 +13,8 @@ from django.urls import reverse
 # TRIAD_MAX_UPLOAD_BYTES instead.
 UPLOAD_ROUTES = ("workload-upload", "scheduling-workloads")
 # Routes that take model files and data sets (hundreds of megabytes): TRIAD_MAX_MODEL_BYTES.
-MODEL_UPLOAD_ROUTES = ("modelartifact-list", "dataset-list")
+# The API's, and the console pages' upload forms.
+MODEL_UPLOAD_ROUTES = ("modelartifact-list", "dataset-list", "models", "models-datasets")
 
 
 @cache
