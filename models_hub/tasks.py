@@ -22,12 +22,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from celery import shared_task
 from django.core.files.storage import default_storage
-from django.db import connections
 
+from controlplane import jobs
 from models_hub import actions
 from models_hub.models import JOB_STALE_AFTER, CompressionJob, CompressionJobStatus
 
@@ -61,21 +60,16 @@ def run_compression_job(job_id: str) -> str:
 
 
 def claim_job(job_id: str) -> int | None:
-    """Claim the job; if it is running, wait for its worker to be presumed dead.
-
-    A delivery after a worker died finds the job running, its heartbeat a few seconds
-    old; it takes over once the heartbeat is stale. A duplicate delivery while a live
-    worker runs the job gives up after one stale period.
-    """
-    patience = time.monotonic() + JOB_STALE_AFTER.total_seconds() + 2 * HEARTBEAT_INTERVAL_S
-    while True:
-        attempt = actions.start_attempt(job_id)
-        if attempt is not None:
-            return attempt
-        status = CompressionJob.objects.filter(pk=job_id).values_list("status", flat=True).first()
-        if status != CompressionJobStatus.RUNNING or time.monotonic() > patience:
-            return None
-        time.sleep(CLAIM_POLL_INTERVAL_S)
+    """Claim the job, or take it over once its dead worker's heartbeat is stale."""
+    return jobs.claim_job(
+        job_id,
+        actions.start_attempt,
+        CompressionJob,
+        CompressionJobStatus.RUNNING,
+        stale_after=JOB_STALE_AFTER,
+        heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
+        poll_interval_s=CLAIM_POLL_INTERVAL_S,
+    )
 
 
 def compress_job(job: CompressionJob, attempt: int) -> str:
@@ -220,58 +214,21 @@ class _LineHandler(logging.Handler):
             self.handleError(record)
 
 
-class StopCheck:
-    """The engine's `should_stop`: true once the job is cancelled or no longer this
-    attempt's. Asks the database at most every STOP_CHECK_INTERVAL_S."""
+class StopCheck(jobs.StopCheck):
+    """The engine's `should_stop` (cancelled, or taken over), asked at most every
+    STOP_CHECK_INTERVAL_S."""
 
     def __init__(self, job_id: uuid.UUID, attempt: int) -> None:
-        self.job_id = job_id
-        self.attempt = attempt
-        self.checked_at = float("-inf")
-        self.stop = False
-
-    def __call__(self) -> bool:
-        now = time.monotonic()
-        if not self.stop and now - self.checked_at >= STOP_CHECK_INTERVAL_S:
-            self.checked_at = now
-            self.stop = not CompressionJob.objects.filter(
-                pk=self.job_id,
-                status=CompressionJobStatus.RUNNING,
-                attempts=self.attempt,
-                cancel_requested=False,
-            ).exists()
-        return self.stop
+        super().__init__(
+            CompressionJob, CompressionJobStatus.RUNNING, job_id, attempt, STOP_CHECK_INTERVAL_S
+        )
 
 
-class Heartbeat:
-    """Beats for the attempt from a thread of its own while the block runs, so that the
-    job looks alive however long the engine spends in one step (an export, an epoch)."""
+class Heartbeat(jobs.Heartbeat):
+    """Beats every HEARTBEAT_INTERVAL_S while the engine runs (one epoch or export can take
+    longer than the stale period)."""
 
     def __init__(self, job_id: uuid.UUID, attempt: int) -> None:
-        self.job_id = job_id
-        self.attempt = attempt
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stopped.set()
-        self.thread.join()
-
-    def _run(self) -> None:
-        try:
-            while not self.stopped.wait(HEARTBEAT_INTERVAL_S):
-                if not self._beat():
-                    return  # the job is no longer this attempt's
-        finally:
-            connections.close_all()  # this thread's connections only
-
-    def _beat(self) -> bool:
-        try:
-            return actions.beat(self.job_id, self.attempt)
-        except Exception:  # a database hiccup: beat again next time
-            log.exception("heartbeat of compression job %s failed", self.job_id)
-            return True
+        super().__init__(
+            job_id, attempt, actions.beat, HEARTBEAT_INTERVAL_S, log, "compression job"
+        )
