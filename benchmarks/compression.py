@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import tempfile
@@ -115,7 +116,7 @@ def run_task(task_name: str, epochs: int, finetune_epochs: int, scratch: Path) -
             CompressOptions(parameters={"epochs": finetune_epochs} if "prune" in recipe else {}),
         )
         variants += report["variants"] if index == 0 else report["variants"][1:]
-        print(f"{task_name} {recipe}: {time.perf_counter():.0f}", flush=True)
+        print(f"{task_name} {recipe}: {report['seconds']:.0f} s", flush=True)
     variants.append(
         baseline_row(
             out / "original.onnx",
@@ -163,7 +164,7 @@ def run_latency(arch: str, scratch: Path) -> dict[str, Any]:
             CompressOptions(parameters=parameters),
         )
         variants += report["variants"] if index == 0 else report["variants"][1:]
-        print(f"{arch} {recipe}: done", flush=True)
+        print(f"{arch} {recipe}: {report['seconds']:.0f} s", flush=True)
     variants.append(
         baseline_row(
             out / "original.onnx",
@@ -287,6 +288,8 @@ def machine_facts() -> dict[str, Any]:
         "commit": commit + ("+changes" if dirty else ""),
         "cpu": platform.processor() or platform.machine(),
         "threads": all_threads(),
+        # Other work on the machine slows every timing; the same run's baselines share it.
+        "load_average_1min": os.getloadavg()[0],
         "python": platform.python_version(),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
