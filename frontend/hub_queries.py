@@ -178,6 +178,20 @@ class Comparison:
     def pareto_count(self) -> int:
         return sum(row.pareto_optimal for row in self.rows)
 
+    @property
+    def variants(self) -> list[ComparisonRow]:
+        return [row for row in self.rows if not row.is_original]
+
+    @property
+    def fastest(self) -> ComparisonRow | None:
+        """The variant with the highest speed-up on 1 thread."""
+        timed = [row for row in self.variants if row.speedup("1_thread") is not None]
+        return max(timed, key=lambda row: row.speedup("1_thread") or 0.0, default=None)
+
+    @property
+    def smallest(self) -> ComparisonRow | None:
+        return min(self.variants, key=lambda row: row.size_bytes, default=None)
+
 
 def comparison(job: CompressionJob) -> Comparison | None:
     if job.status != CompressionJobStatus.SUCCEEDED or not job.report:

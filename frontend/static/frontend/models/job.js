@@ -118,7 +118,9 @@
     };
   }
 
-  function markerTrace(rows, name, marker, comparison) {
+  // Pareto-optimal names above their points, the others' below, so that a dominated variant
+  // close to an optimal one does not write over its name.
+  function markerTrace(rows, name, marker, comparison, textposition) {
     return {
       type: "scatter",
       mode: "markers+text",
@@ -126,7 +128,8 @@
       x: rows.map((r) => r.p50),
       y: rows.map((r) => r.quality),
       text: rows.map((r) => plain(r.name)),
-      textposition: "top center",
+      textposition,
+      cliponaxis: false,
       textfont: { size: 11, color: marker.color === PARETO_COLOR ? "#1b44a8" : "#5b6573" },
       customdata: rows.map((r) => [r.p95, plain(r.recipe)]),
       error_x: {
@@ -144,6 +147,14 @@
     };
   }
 
+  // Room above and below the points for their names.
+  function paddedRange(values) {
+    const low = Math.min(...values);
+    const high = Math.max(...values);
+    const pad = Math.max(0.2 * (high - low), 0.5);
+    return [low - pad, high + pad];
+  }
+
   function drawScatter(comparison) {
     const rows = comparison.rows.filter((r) => r.p50 != null && r.quality != null);
     const pareto = rows.filter((r) => r.pareto).sort((a, b) => a.p50 - b.p50);
@@ -156,10 +167,10 @@
       },
       markerTrace(pareto, "Pareto-optimal", {
         color: PARETO_COLOR, size: 14, line: { color: "#fff", width: 1.5 },
-      }, comparison),
+      }, comparison, "top center"),
       markerTrace(dominated, "Dominated", {
         color: DOMINATED_COLOR, size: 12, open: true, line: { width: 2 },
-      }, comparison),
+      }, comparison, "bottom center"),
     ];
     const layout = {
       ...baseLayout(),
@@ -167,7 +178,8 @@
       legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
       xaxis: { title: { text: "Latency p50, 1 thread (ms)" }, rangemode: "tozero",
         gridcolor: "#eef1f5", zeroline: false },
-      yaxis: { title: { text: plain(comparison.quality_label) }, gridcolor: "#eef1f5" },
+      yaxis: { title: { text: plain(comparison.quality_label) }, gridcolor: "#eef1f5",
+        range: paddedRange(rows.map((r) => r.quality)) },
     };
     Plotly.newPlot("scatter-chart", traces, layout, CONFIG);
   }
