@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from html import unescape
+from html import escape, unescape
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from frontend import forms as console_forms
 from frontend.templatetags import hub_format
+from frontend.templatetags.scheduling_format import sig
 from models_hub import actions
 from models_hub.models import (
     CompressionJob,
@@ -302,6 +303,24 @@ def test_a_taken_version_is_refused_on_the_version_field(
         "Version: digits-onnx already has a version '1'."
     ]
     assert ModelArtifact.objects.count() == 1 and stored_files(media) == files_before
+
+
+def test_model_and_data_files_may_be_larger_than_other_bodies(
+    operator: Any, hub_files: dict[str, Path], settings: Any
+) -> None:
+    """The upload pages take TRIAD_MAX_MODEL_BYTES, as the API's upload routes do."""
+    settings.TRIAD_MAX_BODY_BYTES = 4096
+    client = logged_in(operator)
+    model = uploaded(hub_files["model.onnx"])
+    assert (model.size or 0) > 4096
+    response = client.post("/models/", {"file": model, "version": "1"})
+    assert response.status_code == 302, response.content.decode()
+    data = uploaded(hub_files["eval.npz"])
+    response = client.post("/models/datasets/", {"file": data, "purpose": "evaluation"})
+    assert response.status_code == 302, response.content.decode()
+    # Other pages keep the small limit.
+    response = client.post("/models/jobs/", {"x": "y" * 5000})
+    assert response.status_code == 413
 
 
 def test_shapes_are_read_as_people_write_them() -> None:
@@ -658,19 +677,22 @@ def test_a_succeeded_job_compares_its_variants(
     table = re.search(r'<table class="compact variants" id="comparison-table">.*?</table>',
                       html, re.S)  # fmt: skip
     assert table
-    rows = re.findall(r'<tr data-variant="([^"]+)"( class="pareto")?>', table.group(0))
+    rows = re.findall(r'<tbody data-variant="([^"]+)"( class="pareto")?>', table.group(0))
     assert [name for name, _ in rows] == names
     assert [bool(pareto) for _, pareto in rows] == [e["pareto_optimal"] for e in entries]
     assert any(pareto for _, pareto in rows)
-    for header in ("Accuracy", "Δ", "Agreement", "Size", "Parameters", "FLOPs", "p50", "p95",
-                   "Latency, 1 thread", "Latency, all threads", "Speed-up", "Notes"):  # fmt: skip
+    for header in ("Accuracy", "Δ", "Agrees", "Size", "Params", "FLOPs", "p50", "p95",
+                   "1 thread (ms)", "All threads (ms)", "Speed-up"):  # fmt: skip
         assert header in table.group(0), header
     quantised = entries[2]
     assert hub_format.percent(quantised["accuracy"]) in table.group(0)
     assert hub_format.points(quantised["accuracy_delta"]) in table.group(0)
     assert hub_format.filesize(quantised["size_bytes"]) in table.group(0)
     p95 = quantised["latency_ms"]["all_threads"]["p95"]
-    assert hub_format.ms(p95) in table.group(0)
+    assert sig(p95) in table.group(0)
+    for entry in entries:
+        for note in entry["notes"]:
+            assert f"Note: {escape(note)}" in table.group(0)
 
     # Downloads: the original and each variant, with their own names and bytes.
     variants = list(Variant.objects.filter(job=chain_job).order_by("index"))
