@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import uuid
 from html import escape, unescape
 from pathlib import Path
@@ -26,6 +28,7 @@ from models_hub.models import (
     ModelArtifact,
     Variant,
 )
+from tests.conftest import ROOT
 from tests.frontend.hub_helpers import (
     quick_measures,
     register_data,
@@ -734,6 +737,44 @@ def test_a_succeeded_job_compares_its_variants(
     section = re.search(r'<section class="card" id="model-variants">.*?</section>', page, re.S)
     assert section and all(f'data-variant-id="{v.id}"' in section.group(0) for v in variants)
     assert f'data-job-id="{chain_job.id}"' in page
+
+
+def test_without_labels_variants_are_compared_by_agreement(
+    operator: Any,
+    onnx_model: ModelArtifact,
+    data: tuple[Dataset, Dataset],
+    hub_files: dict[str, Path],
+) -> None:
+    unlabelled = register_dataset(
+        hub_files["unlabelled.npz"], DatasetPurpose.EVALUATION, operator, name="raw"
+    )
+    job = actions.submit_compression_job(
+        model=onnx_model,
+        recipe="int8-static",
+        calibration=data[0],
+        evaluation=unlabelled,
+        created_by=operator,
+    )
+    run_here(job)
+    assert job.status == CompressionJobStatus.SUCCEEDED, job.error
+    html = logged_in(operator).get(f"/models/jobs/{job.id}/").content.decode()
+    assert "The evaluation set has no labels: variants are compared by agreement." in html
+    comparison = json_data(html, "comparison-data")
+    assert comparison["quality"] == "agreement"
+    assert comparison["quality_label"] == "Agreement (%)"
+    assert comparison["rows"][0]["quality"] == 100.0
+    assert "on agreement against latency" in html
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_the_size_chart_writes_sizes_as_the_table_does() -> None:
+    source = (ROOT / "frontend/static/frontend/models/job.js").read_text()
+    function = re.search(r"^  function filesize\(bytes\) \{$.*?^  \}$", source, re.S | re.M)
+    assert function
+    sizes = [0, 512, 1023, 1024, 35_955, 1_048_575, 4_404_019, 123_456_789, 3 << 30, 5 << 40]
+    script = f"{function.group()}\nconsole.log(JSON.stringify({json.dumps(sizes)}.map(filesize)));"
+    out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [hub_format.filesize(size) for size in sizes]
 
 
 def test_a_download_whose_file_is_gone_is_404(

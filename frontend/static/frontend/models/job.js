@@ -149,6 +149,7 @@
 
   // Room above and below the points for their names.
   function paddedRange(values) {
+    if (!values.length) return undefined;
     const low = Math.min(...values);
     const high = Math.max(...values);
     const pad = Math.max(0.2 * (high - low), 0.5);
