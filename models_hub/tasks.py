@@ -59,6 +59,16 @@ def run_compression_job(job_id: str) -> str:
         return compress_job(job, attempt)
 
 
+SCRATCH_PREFIX = "triad-compression-"
+
+
+def _remove_dead_attempts_scratch(job_id: uuid.UUID) -> None:
+    """A killed attempt never cleans up its scratch folder (copies of the model and data);
+    the attempt that took the job over does, where it runs on the same machine."""
+    for leftover in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{job_id}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 def claim_job(job_id: str) -> int | None:
     """Claim the job, or take it over once its dead worker's heartbeat is stale."""
     return jobs.claim_job(
@@ -83,7 +93,8 @@ def compress_job(job: CompressionJob, attempt: int) -> str:
     )
 
     progress = ProgressRecorder(job.id, attempt)
-    with tempfile.TemporaryDirectory(prefix=f"triad-compression-{job.id}-") as scratch:
+    _remove_dead_attempts_scratch(job.id)
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{job.id}-") as scratch:
         folder = Path(scratch)
         try:
             with progress.capturing_engine_log():

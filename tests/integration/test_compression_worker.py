@@ -54,7 +54,7 @@ def media(settings: Any, tmp_path: Path) -> Path:
 @pytest.fixture
 def own_stack(subprocess_env: dict[str, str], media: Path, tmp_path: Path) -> Stack:
     """The broker this process sends to (submit enqueues from here). The worker's scratch
-    folders go under the test's own folder: a killed worker leaves its folder behind."""
+    folders go under the test's own folder, where the kill test checks they are removed."""
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     env = {**subprocess_env, "TRIAD_MEDIA_ROOT": str(media), "TMPDIR": str(scratch)}
@@ -153,3 +153,5 @@ def test_a_job_whose_worker_is_killed_is_taken_over(
     assert variant.file.name.startswith(f"variants/{job.id}/2/")
     assert actions.file_sha256(media / variant.file.name) == variant.sha256
     assert not (media / f"variants/{job.id}/1").exists()
+    scratch = Path(own_stack.env["TMPDIR"])
+    assert not list(scratch.glob(f"triad-compression-{job.id}-*")), "the dead attempt's copies"
