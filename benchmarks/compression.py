@@ -58,6 +58,12 @@ TARGETS = {
     "max_accuracy_loss_points": 1.0,
     "prune_distill_int8_speedup_1thread": 6.0,
 }
+TARGET_NAMES = {
+    "int8_speedup_1thread": "int8-static speed-up on ResNet-18-style, 1 thread (x)",
+    "int8_size_ratio": "int8-static size reduction on ResNet-18-style (x)",
+    "max_accuracy_loss_points": "largest accuracy loss of a Triad recipe on the tasks (points)",
+    "prune_distill_int8_speedup_1thread": "prune 50% + distil + int8 speed-up, 1 thread (x)",
+}
 TASK_RECIPES = ("int8-static", "prune-distill:0.5+int8-static")
 
 
@@ -393,6 +399,56 @@ def render_markdown(report: dict[str, Any]) -> str:
             for name, c in report["checks"].items()
         ),
         "",
+    ]
+    return "\n".join(lines)
+
+
+README_VARIANTS = (
+    "int8-static",
+    "prune-distill:0.5",
+    "prune-distill:0.5+int8-static",
+    "quantize_static defaults (baseline)",
+)
+
+
+def readme_tables(report: dict[str, Any]) -> str:
+    """The README's compression tables, rendered from the results (tests/test_readme.py
+    checks that the README holds exactly this)."""
+    tasks = {task["task"]: {v["name"]: v for v in task["variants"]} for task in report["tasks"]}
+    models = {
+        row["architecture"]: {v["name"]: v for v in row["variants"]} for row in report["latency"]
+    }
+    lines = [
+        "| variant | "
+        + " | ".join(f"{name} accuracy (Δ points)" for name in tasks)
+        + " | "
+        + " | ".join(f"{arch}: smaller, faster (1 thread, all threads)" for arch in models)
+        + " |",
+        "|---|" + "--:|" * (len(tasks) + len(models)),
+    ]
+    originals = " | ".join(_percent(t["original"]["accuracy"]) for t in tasks.values())
+    latencies = " | ".join(
+        f"{m['original']['size_bytes'] / 1e6:.1f} MB, "
+        f"{m['original']['latency_ms']['1_thread']['p50']:.1f} ms"
+        for m in models.values()
+    )
+    lines.append(f"| original (fp32) | {originals} | {latencies} |")
+    for name in README_VARIANTS:
+        accuracy = " | ".join(
+            f"{_percent(t[name]['accuracy'])} ({t[name]['accuracy_delta']:+.2f})"
+            for t in tasks.values()
+        )
+        speed = " | ".join(
+            f"{m[name]['size_ratio']:.2f}x, {m[name]['speedup']['1_thread']:.2f}x, "
+            f"{m[name]['speedup']['all_threads']:.2f}x"
+            for m in models.values()
+        )
+        lines.append(f"| {name} | {accuracy} | {speed} |")
+    lines += ["", "| target (issue 4) | measured | required | met |", "|---|--:|--:|---|"]
+    lines += [
+        f"| {TARGET_NAMES[name]} | {check['measured']:.2f} | {check['target']} | "
+        f"{'yes' if check['met'] else 'NO'} |"
+        for name, check in report["checks"].items()
     ]
     return "\n".join(lines)
 

@@ -32,8 +32,14 @@ class Data:
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.x.shape[1:])
 
-    def take(self, count: int) -> Data:
-        return Data(self.x[:count], None if self.y is None else self.y[:count])
+    def sample(self, count: int, seed: int = 0) -> Data:
+        """`count` samples drawn at random (seeded), in their original order; all of them
+        when there are no more. Never the first `count`: a data set sorted by class would
+        then calibrate or rank on one class only."""
+        if count >= len(self):
+            return self
+        index = np.sort(np.random.default_rng(seed).choice(len(self), count, replace=False))
+        return Data(self.x[index], None if self.y is None else self.y[index])
 
     def save(self, path: str | Path) -> None:
         arrays = {"x": self.x} if self.y is None else {"x": self.x, "y": self.y}

@@ -252,7 +252,7 @@ def load_model(
         module = load_torch(path, trust_pickle=options.trust_pickle)
         _check_torch_input(module, calib.sample_shape, "calib")
         export_onnx(module, calib.sample_shape, onnx_path, options.exporter)
-        check_parity(module, onnx_path, evaluation.x[:PARITY_SAMPLES])
+        check_parity(module, onnx_path, evaluation.sample(PARITY_SAMPLES).x)
     return Working("original", None, "", onnx_path, module), framework
 
 
@@ -321,7 +321,7 @@ class _Run:
             return [Working(name, working.name, recipe, target, None, notes)]
         module = self._pruned(step, working, original, train_data)
         export_onnx(module, train_data.sample_shape, target, self.options.exporter)
-        check_parity(module, target, train_data.x[:PARITY_SAMPLES])
+        check_parity(module, target, train_data.sample(PARITY_SAMPLES).x)
         return [Working(name, working.name, recipe, target, module)]
 
     def _pruned(

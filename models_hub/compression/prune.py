@@ -135,9 +135,9 @@ def _importance(name: str) -> Any:
 def _accumulate_gradients(model: nn.Module, data: Data) -> None:
     """Taylor importance needs gradients of the loss; labels, or else the model's own
     predictions, serve as targets."""
-    x = torch.from_numpy(data.x[:256])
-    logits = model(x)
-    targets = torch.from_numpy(data.y[:256]) if data.y is not None else logits.argmax(1).detach()
+    batch = data.sample(256)
+    logits = model(torch.from_numpy(batch.x))
+    targets = torch.from_numpy(batch.y) if batch.y is not None else logits.argmax(1).detach()
     F.cross_entropy(logits, targets).backward()
 
 

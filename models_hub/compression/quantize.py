@@ -107,7 +107,7 @@ def quantize_int8_static(
     """Write the statically quantised model; return warnings for the report."""
     notes: list[str] = []
     input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
-    x = calib.x[: options.calibration_samples]
+    x = calib.sample(options.calibration_samples).x
     if len(x) < 32:
         notes.append(f"only {len(x)} calibration samples: activation ranges may be unreliable")
     with tempfile.TemporaryDirectory() as scratch:

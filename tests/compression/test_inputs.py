@@ -133,3 +133,16 @@ def test_labels_are_required_where_needed(tmp_path: Path) -> None:
     np.savez(path, x=np.zeros((4, 2), np.float32))
     assert load_data(path, "calib").y is None
     refused("calib", load_data, path, "calib", require_labels=True)
+
+
+def test_a_sample_is_drawn_across_a_sorted_data_set() -> None:
+    from models_hub.compression import Data
+
+    sorted_by_class = Data(
+        np.arange(1000, dtype=np.float32)[:, None], np.repeat(np.arange(10), 100)
+    )
+    sample = sorted_by_class.sample(50)
+    assert sample.y is not None and len(set(sample.y.tolist())) == 10, "not the first 50 only"
+    assert np.array_equal(sample.x, sorted_by_class.sample(50).x), "seeded"
+    assert np.all(np.diff(sample.x[:, 0]) > 0), "kept in order"
+    assert sorted_by_class.sample(5000) is sorted_by_class
