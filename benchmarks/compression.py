@@ -79,7 +79,8 @@ def train_teacher(task_name: str, epochs: int) -> tuple[torch.nn.Module, Any, fl
 def default_quantize_static(original: Path, target: Path, calib: np.ndarray) -> None:
     """onnxruntime's quantize_static exactly as its defaults have it: the baseline."""
     name = onnx.load(str(original), load_external_data=False).graph.input[0].name
-    quantize_static(str(original), str(target), ArrayReader(name, calib[:256]))
+    sample = Data(calib, None).sample(256).x  # the same draw as Triad's recipe calibrates on
+    quantize_static(str(original), str(target), ArrayReader(name, sample))
 
 
 def baseline_row(
@@ -267,7 +268,9 @@ def checks(report: dict[str, Any]) -> dict[str, Any]:
         "max_accuracy_loss_points": {
             "measured": max(losses.values()),
             "target": TARGETS["max_accuracy_loss_points"],
-            "met": max(losses.values()) <= TARGETS["max_accuracy_loss_points"],
+            # Points are whole test samples (8 of 800 is 1 point); float rounding must not
+            # turn exactly 1.00 into a miss.
+            "met": max(losses.values()) <= TARGETS["max_accuracy_loss_points"] + 1e-9,
         },
         "prune_distill_int8_speedup_1thread": {
             "measured": chain["speedup"]["1_thread"],

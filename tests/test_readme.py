@@ -37,3 +37,10 @@ def test_the_decoder_figures_match_the_benchmark_results() -> None:
     text = " ".join(scheduling_section().split())
     assert f"runs {compiled:,.0f} solutions/s" in text
     assert f"{speedup:.0f} x the same code interpreted" in text
+
+
+def test_the_compression_tables_match_the_benchmark_results() -> None:
+    from benchmarks.compression import readme_tables
+
+    results = json.loads((ROOT / "benchmarks/results/compression.json").read_text())
+    assert readme_tables(results) in (ROOT / "README.md").read_text()
