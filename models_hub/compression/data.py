@@ -32,6 +32,10 @@ class Data:
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.x.shape[1:])
 
+    def take(self, count: int) -> Data:
+        """The first `count` samples (for a subset whose order is already random)."""
+        return Data(self.x[:count], None if self.y is None else self.y[:count])
+
     def sample(self, count: int, seed: int = 0) -> Data:
         """`count` samples drawn at random (seeded), in their original order; all of them
         when there are no more. Never the first `count`: a data set sorted by class would
