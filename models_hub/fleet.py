@@ -35,7 +35,14 @@ def device_classes() -> list[dict[str, Any]]:
         key = (device.tier, _rounded(device.gflops), _rounded(device.power_busy_w))
         groups[key].append(device)
     largest = sorted(groups.items(), key=lambda item: (-len(item[1]), _TIER_ORDER[item[0][0]]))
-    kept = sorted(largest[:MAX_PROFILES], key=lambda item: (_TIER_ORDER[item[0][0]], -item[0][1]))
+    # Each tier keeps its largest class first, so that a fleet of one-off devices (every
+    # measurement differs) still gets an estimate for its end devices; then by size.
+    first_of_tier: dict[str, tuple[tuple[str, float, float], list[Device]]] = {}
+    for item in largest:
+        first_of_tier.setdefault(item[0][0], item)
+    rest = [item for item in largest if item not in first_of_tier.values()]
+    chosen = [*first_of_tier.values(), *rest][:MAX_PROFILES]
+    kept = sorted(chosen, key=lambda item: (_TIER_ORDER[item[0][0]], -item[0][1]))
     classes: list[dict[str, Any]] = []
     names: set[str] = set()
     for (tier, _, _), devices in kept:

@@ -109,6 +109,15 @@ def test_at_most_a_few_profiles_the_largest_classes(db: Any) -> None:
     assert not any(name.startswith(("edge (edge-0", "edge (edge-1")) for name in names)
 
 
+def test_every_tier_keeps_a_profile_when_classes_are_many(db: Any) -> None:
+    for i in range(MAX_PROFILES + 2):  # one-off measurements: a class per device
+        make_device(f"edge-{i}", "edge", 100.0 + 10 * i, 50.0)
+    make_device("cam-0", "end", 8.0, 5.0)
+    tiers = [c["name"].split(" ")[0] for c in device_classes()]
+    assert len(tiers) == MAX_PROFILES
+    assert tiers.count("end") == 1 and tiers.count("edge") == MAX_PROFILES - 1
+
+
 def test_an_empty_fleet_gets_the_engines_default_profiles(db: Any) -> None:
     from models_hub.compression import DEFAULT_DEVICE_PROFILES
 
