@@ -106,17 +106,17 @@ def compress(
 ) -> dict[str, Any]:
     """Apply `recipe` to the model and measure it and every variant on `evaluation`."""
     options = options or CompressOptions()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    run = _Run(options, on_progress, should_stop)
     train_data = train_data or calib
     if recipe.needs_labels and train_data.y is None:
         raise CompressionError(
             f"'{recipe.text}' fine-tunes on labels: the data has no 'y'", "calib"
         )
+    check_parameters(recipe, options)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run = _Run(options, on_progress, should_stop)
     started = time.perf_counter()
     run.progress(0.0, f"loading {Path(model_path).name}")
-    check_parameters(recipe, options)
     original, framework = load_model(model_path, calib, evaluation, out / "original.onnx", options)
     run.check_stop()
     reference = measure.run_onnx(original.path, evaluation.x)

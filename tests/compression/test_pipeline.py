@@ -129,9 +129,9 @@ def test_bad_parameters_are_refused_before_any_work(
     tmp_path: Path, files: dict[str, Path], recipe: str, parameters: dict, field: str
 ) -> None:
     with pytest.raises(CompressionError) as caught:
-        run(files, tmp_path, recipe, parameters=parameters)
+        run(files, tmp_path / "out", recipe, parameters=parameters)
     assert caught.value.field == field
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [], "not even the output folder"
 
 
 def test_mislabelled_data_is_refused(tmp_path: Path, files: dict[str, Path]) -> None:
