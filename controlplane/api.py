@@ -1,9 +1,11 @@
-"""API-wide error handling: every error is JSON, with a machine-readable code."""
+"""API-wide helpers: error handling (every error is JSON, with a machine-readable code)
+and the small steps every app's views share."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -17,3 +19,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         code = getattr(data["detail"], "code", None) or "error"
         response.data = {"detail": str(data["detail"]), "code": code}
     return response
+
+
+def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    """The request's data as `serializer_class` validates it; a 400 naming the fields if not."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def created(body: Any) -> Response:
+    return Response(body, status=status.HTTP_201_CREATED)

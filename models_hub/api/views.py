@@ -24,6 +24,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from controlplane.api import created, validated
 from models_hub import actions
 from models_hub.api import serializers as s
 from models_hub.filtersets import (
@@ -69,16 +70,6 @@ def _refusal(error: actions.ModelHubError) -> exceptions.APIException:
     return exceptions.ValidationError({root: detail})
 
 
-def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
-def _created(body: Any) -> Response:
-    return Response(body, status=status.HTTP_201_CREATED)
-
-
 def _download(file: FieldFile) -> FileResponse:
     return FileResponse(
         file.open("rb"),
@@ -118,7 +109,7 @@ class ModelArtifactViewSet(
         summary="Register a model file (validated first: refused files store nothing)",
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(s.ModelArtifactUploadSerializer, request.data)
+        data = validated(s.ModelArtifactUploadSerializer, request.data)
         file = data["file"]
         try:
             artifact = actions.register_model(
@@ -132,7 +123,7 @@ class ModelArtifactViewSet(
             )
         except actions.ModelHubError as error:
             raise _refusal(error) from error
-        return _created(s.ModelArtifactSerializer(artifact, context={"request": request}).data)
+        return created(s.ModelArtifactSerializer(artifact, context={"request": request}).data)
 
     def perform_destroy(self, instance: ModelArtifact) -> None:
         try:
@@ -184,7 +175,7 @@ class DatasetViewSet(
         summary="Upload a data set (validated first: refused files store nothing)",
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(s.DatasetUploadSerializer, request.data)
+        data = validated(s.DatasetUploadSerializer, request.data)
         file = data["file"]
         try:
             dataset = actions.register_dataset(
@@ -196,7 +187,7 @@ class DatasetViewSet(
             )
         except actions.ModelHubError as error:
             raise _refusal(error) from error
-        return _created(s.DatasetSerializer(dataset, context={"request": request}).data)
+        return created(s.DatasetSerializer(dataset, context={"request": request}).data)
 
     def perform_destroy(self, instance: Dataset) -> None:
         try:
@@ -240,12 +231,12 @@ class CompressionJobViewSet(
         summary="Submit a compression job (checked first: a refused job stores nothing)",
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(s.CompressionJobCreateSerializer, request.data)
+        data = validated(s.CompressionJobCreateSerializer, request.data)
         try:
             job = actions.submit_compression_job(created_by=request.user, **data)
         except actions.ModelHubError as error:
             raise _refusal(error) from error
-        return _created(s.CompressionJobDetailSerializer(job).data)
+        return created(s.CompressionJobDetailSerializer(job).data)
 
     @extend_schema(request=None, responses={200: s.CompressionJobDetailSerializer})
     @action(detail=True, methods=["post"])

@@ -18,6 +18,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from controlplane.api import created, validated
 from controlplane.permissions import IsAdmin
 from scheduling import actions
 from scheduling.api import serializers as s
@@ -43,12 +44,6 @@ def _refusal(error: actions.SchedulingError) -> exceptions.APIException:
     if isinstance(error, actions.SchedulingConflict):
         return Conflict(error.message)
     return exceptions.ValidationError({error.field or "non_field_errors": [error.message]})
-
-
-def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 # --- workloads --------------------------------------------------------------------------
@@ -79,7 +74,7 @@ class WorkloadViewSet(
 
     @extend_schema(request=s.WorkloadCreateSerializer, responses={201: s.WorkloadDetailSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(s.WorkloadCreateSerializer, request.data)
+        data = validated(s.WorkloadCreateSerializer, request.data)
         common = {
             "name": data["name"],
             "description": data["description"],
@@ -96,7 +91,7 @@ class WorkloadViewSet(
                 )
         except actions.SchedulingError as error:
             raise _refusal(error) from error
-        return _created(s.WorkloadDetailSerializer(workload).data)
+        return created(s.WorkloadDetailSerializer(workload).data)
 
     def perform_destroy(self, instance: Workload) -> None:
         try:
@@ -111,7 +106,7 @@ class WorkloadViewSet(
     )
     @action(detail=False, methods=["post"], parser_classes=[MultiPartParser, FormParser])
     def upload(self, request: Request) -> Response:
-        data = _validated(s.WorkloadUploadSerializer, request.data)
+        data = validated(s.WorkloadUploadSerializer, request.data)
         file = data["file"]
         try:
             workload = actions.create_workload_from_file(
@@ -122,16 +117,12 @@ class WorkloadViewSet(
             )
         except actions.SchedulingError as error:
             raise _refusal(error) from error
-        return _created(s.WorkloadDetailSerializer(workload).data)
+        return created(s.WorkloadDetailSerializer(workload).data)
 
     @extend_schema(responses={200: s.WorkloadTemplateSerializer(many=True)})
     @action(detail=False, methods=["get"], pagination_class=None, filterset_class=None)
     def templates(self, request: Request) -> Response:
         return Response(s.WorkloadTemplateSerializer(TEMPLATES.values(), many=True).data)
-
-
-def _created(body: Any) -> Response:
-    return Response(body, status=status.HTTP_201_CREATED)
 
 
 # --- jobs -------------------------------------------------------------------------------
@@ -165,12 +156,12 @@ class SchedulingJobViewSet(
         request=s.SchedulingJobCreateSerializer, responses={201: s.SchedulingJobDetailSerializer}
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(s.SchedulingJobCreateSerializer, request.data)
+        data = validated(s.SchedulingJobCreateSerializer, request.data)
         try:
             job = actions.submit_job(created_by=request.user, **data)
         except actions.SchedulingError as error:
             raise _refusal(error) from error
-        return _created(s.SchedulingJobDetailSerializer(job).data)
+        return created(s.SchedulingJobDetailSerializer(job).data)
 
     @extend_schema(request=None, responses={200: s.SchedulingJobDetailSerializer})
     @action(detail=True, methods=["post"])
@@ -234,23 +225,23 @@ class DecisionViewSet(
     @extend_schema(request=s.DecisionProposeSerializer, responses={201: s.DecisionSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Propose a solution for approval."""
-        data = _validated(s.DecisionProposeSerializer, request.data)
+        data = validated(s.DecisionProposeSerializer, request.data)
         try:
             decision = actions.propose_decision(proposed_by=request.user, **data)
         except actions.SchedulingError as error:
             raise _refusal(error) from error
-        return _created(s.DecisionSerializer(decision).data)
+        return created(s.DecisionSerializer(decision).data)
 
     @extend_schema(request=s.DecisionApproveSerializer, responses={200: s.DecisionSerializer})
     @action(detail=True, methods=["post"], permission_classes=[IsAdmin])
     def approve(self, request: Request, pk: str | None = None) -> Response:
-        data = _validated(s.DecisionApproveSerializer, request.data)
+        data = validated(s.DecisionApproveSerializer, request.data)
         return self._review(actions.approve_decision, data["comment"])
 
     @extend_schema(request=s.DecisionRejectSerializer, responses={200: s.DecisionSerializer})
     @action(detail=True, methods=["post"], permission_classes=[IsAdmin])
     def reject(self, request: Request, pk: str | None = None) -> Response:
-        data = _validated(s.DecisionRejectSerializer, request.data)
+        data = validated(s.DecisionRejectSerializer, request.data)
         return self._review(actions.reject_decision, data["comment"])
 
     def _review(self, review: Any, comment: str) -> Response:
