@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -30,3 +30,9 @@ def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict
 
 def created(body: Any) -> Response:
     return Response(body, status=status.HTTP_201_CREATED)
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object's state does not allow this."
+    default_code = "conflict"

@@ -17,14 +17,14 @@ from django.db.models.fields.files import FieldFile
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework import exceptions, mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from controlplane.api import created, validated
+from controlplane.api import Conflict, created, validated
 from models_hub import actions
 from models_hub.api import serializers as s
 from models_hub.filtersets import (
@@ -34,12 +34,6 @@ from models_hub.filtersets import (
     VariantFilterSet,
 )
 from models_hub.models import CompressionJob, Dataset, ModelArtifact, Variant
-
-
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The object's state does not allow this."
-    default_code = "conflict"
 
 
 class BinaryRenderer(BaseRenderer):

@@ -12,13 +12,13 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework import exceptions, mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from controlplane.api import created, validated
+from controlplane.api import Conflict, created, validated
 from controlplane.permissions import IsAdmin
 from scheduling import actions
 from scheduling.api import serializers as s
@@ -30,12 +30,6 @@ from scheduling.filtersets import (
 )
 from scheduling.models import Decision, SchedulingJob, Solution, SolutionKind, Workload
 from scheduling.templates import TEMPLATES
-
-
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The object's state does not allow this."
-    default_code = "conflict"
 
 
 def _refusal(error: actions.SchedulingError) -> exceptions.APIException:
