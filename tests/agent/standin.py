@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -13,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAX_BATCH = 500
+ARTIFACTS_PATH = "/api/v1/agents/artifacts/"
+_RANGE = re.compile(r"^bytes=(\d+)-$")
 
 
 class StandInControlPlane:
@@ -37,6 +42,13 @@ class StandInControlPlane:
         self.enroll_answer: tuple[int, dict[str, Any]] | None = None  # forced enroll answer
         self.hang_s = 0.0  # sleep this long before answering a heartbeat
         self.heartbeat_requests = 0  # heartbeats that reached the server, answered or not
+        # Artifacts (docs/rollouts.md): bytes by sha256, and the faults a test can inject.
+        self.artifacts: dict[str, bytes] = {}
+        self.artifact_requests: list[tuple[str, str | None]] = []  # (sha256, Range header)
+        self.cut_artifacts_after: list[int] = []  # the next answers send this many bytes, then drop
+        self.go_away_after_cut = False  # and the server stops listening, as in a crash
+        self.artifact_status: int | None = None  # answer artifact requests with this status
+        self.ignore_range = False  # answer 200 with every byte, as a naive server would
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -70,6 +82,13 @@ class StandInControlPlane:
         with self.lock:
             self.credentials[credential] = device_id
         return device_id, credential
+
+    def add_artifact(self, data: bytes, sha256: str | None = None) -> str:
+        """Serve ``data`` under its sha256 (or under another one, to fake tampering)."""
+        sha256 = sha256 or hashlib.sha256(data).hexdigest()
+        with self.lock:
+            self.artifacts[sha256] = data
+        return sha256
 
     def revoke_all(self) -> None:
         with self.lock:
@@ -133,6 +152,31 @@ class StandInControlPlane:
             "desired_state": {"heartbeat_interval_s": self.heartbeat_interval_s},
         }
 
+    def artifact(
+        self, authorization: str, sha256: str, range_header: str | None
+    ) -> tuple[int, dict[str, str], bytes, int | None]:
+        """(status, headers, body, bytes to send before dropping the connection or None)."""
+        with self.lock:
+            self.artifact_requests.append((sha256, range_header))
+            known = authorization.removeprefix("Bearer ") in self.credentials
+            data = self.artifacts.get(sha256)
+            cut = self.cut_artifacts_after.pop(0) if self.cut_artifacts_after else None
+        if not known:
+            return 401, {}, b'{"detail": "Invalid device credential."}', None
+        if self.artifact_status is not None:
+            return self.artifact_status, {}, b'{"detail": "Unavailable."}', None
+        if data is None:
+            return 404, {}, b'{"detail": "Not found."}', None
+        headers = {"ETag": f'"{sha256}"', "Accept-Ranges": "bytes"}
+        match = _RANGE.match(range_header or "")
+        if match is None or self.ignore_range:
+            return 200, headers, data, cut
+        start = int(match.group(1))
+        if start >= len(data):
+            return 416, {**headers, "Content-Range": f"bytes */{len(data)}"}, b"", None
+        content_range = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        return 206, {**headers, "Content-Range": content_range}, data[start:], cut
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -166,6 +210,32 @@ def _handler_for(plane: StandInControlPlane) -> type[BaseHTTPRequestHandler]:
                 self._answer(*plane.heartbeat(self.headers.get("Authorization", ""), body))
             else:
                 self._answer(404, {"detail": "Not found."})
+
+        def do_GET(self) -> None:
+            if not self.path.startswith(ARTIFACTS_PATH):
+                self._answer(404, {"detail": "Not found."})
+                return
+            sha256 = self.path.removeprefix(ARTIFACTS_PATH).strip("/")
+            status, headers, body, cut = plane.artifact(
+                self.headers.get("Authorization", ""), sha256, self.headers.get("Range")
+            )
+            self.send_response(status)
+            self.send_header(
+                "Content-Type", "application/octet-stream" if status < 300 else "application/json"
+            )
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if cut is None:
+                self.wfile.write(body)
+                return
+            self.wfile.write(body[:cut])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)  # mid-body: the client sees a short read
+            self.close_connection = True
+            if plane.go_away_after_cut:
+                plane.stop()
 
         def _answer(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()
