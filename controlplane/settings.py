@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "devices",
     "scheduling",
     "models_hub",
+    "deployments",
     "frontend",
 ]
 
@@ -167,6 +168,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("TRIAD_SWEEP_INTERVAL_S", 5, minimum=1)),
         "options": {"expires": 30},
     },
+    "advance-rollouts": {
+        "task": "deployments.tasks.advance_rollouts",
+        "schedule": float(env_int("TRIAD_ROLLOUT_SWEEP_INTERVAL_S", 5, minimum=1)),
+        "options": {"expires": 30},
+    },
 }
 
 # --- Fleet ------------------------------------------------------------------------------
@@ -181,6 +187,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = TRIAD_MAX_BODY_BYTES
 TRIAD_MAX_UPLOAD_BYTES = env_int("TRIAD_MAX_UPLOAD_BYTES", 16 * 1_048_576, minimum=1024)
 # Model files and data sets on the model upload routes (MODEL_UPLOAD_ROUTES there).
 TRIAD_MAX_MODEL_BYTES = env_int("TRIAD_MAX_MODEL_BYTES", 256 * 1_048_576, minimum=65_536)
+
+# --- Rollouts ---------------------------------------------------------------------------
+# The Ed25519 key ring that signs artifact manifests (controlplane.signing).
+TRIAD_SIGNING_KEY_DIR = Path(env_str("TRIAD_SIGNING_KEY_DIR", str(VAR_DIR / "signing")))
+# How long a signed order stays valid; the rollout sweeper renews orders in their last half.
+TRIAD_MANIFEST_TTL_S = env_int("TRIAD_MANIFEST_TTL_S", 7 * 24 * 3600, minimum=60)
 
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -79,7 +79,10 @@ class HeartbeatResult:
 
 
 def desired_state(device: Device) -> dict[str, Any]:
-    return {"heartbeat_interval_s": device.heartbeat_interval_s}
+    state: dict[str, Any] = {"heartbeat_interval_s": device.heartbeat_interval_s}
+    if device.desired_model is not None:
+        state["model"] = device.desired_model
+    return state
 
 
 # --- enrollment tokens --------------------------------------------------------------------

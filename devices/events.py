@@ -27,6 +27,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
+from controlplane.events import send_to_groups
 from devices.models import Device, Telemetry
 
 log = logging.getLogger(__name__)
@@ -195,3 +196,17 @@ def live_event_batcher() -> LiveEventBatcher:
             del _batchers[old]
         batcher = _batchers[loop] = LiveEventBatcher(get_channel_layer())
     return batcher
+
+
+# --- agents -----------------------------------------------------------------------------
+AGENT_NUDGE_EVENT = "agent.nudge"
+
+
+def agent_group(device_id: object) -> str:
+    """The group of a device's agent WebSocket (`devices.consumers.AgentConsumer`)."""
+    return f"agent.{device_id}"
+
+
+def nudge_agents(device_ids: Iterable[object]) -> None:
+    """Tell connected agents that their desired state changed: they heartbeat at once."""
+    send_to_groups([agent_group(pk) for pk in device_ids], {"type": AGENT_NUDGE_EVENT})

@@ -176,7 +176,7 @@ WITH input AS (
     WHERE d.id = old.id
     RETURNING d.id, old.status AS was, i.now, i.samples, d.name, d.tier,
               d.heartbeat_interval_s, d.last_cpu_percent, d.last_memory_percent,
-              d.last_power_w, d.last_energy_j
+              d.last_power_w, d.last_energy_j, d.desired_model
 ), flip AS (
     INSERT INTO {StatusChange._meta.db_table} (device_id, from_status, to_status, at, reason)
     SELECT id, was, '{DeviceStatus.ONLINE}', now, 'heartbeat received'
@@ -195,7 +195,7 @@ WITH input AS (
     ON CONFLICT (device_id, ts) DO NOTHING
 )
 SELECT id, name, tier, heartbeat_interval_s, last_cpu_percent, last_memory_percent,
-       last_power_w, last_energy_j
+       last_power_w, last_energy_j, desired_model
 FROM device
 """
 
@@ -211,6 +211,7 @@ class StoredHeartbeat:
     memory_percent: float | None
     power_w: float | None
     energy_j: float | None
+    desired_model: dict[str, Any] | None
 
 
 @dataclass
@@ -387,10 +388,13 @@ class HeartbeatIngest:
             "as_of": now.isoformat(),
         }
         events.live_event_batcher().add(summary, [events.sample_point_of(s) for s in samples])
+        desired: dict[str, Any] = {"heartbeat_interval_s": stored.heartbeat_interval_s}
+        if stored.desired_model is not None:
+            desired["model"] = stored.desired_model
         return 200, {
             "accepted": len(samples),
             "server_time": _drf_datetime(datetime.now(UTC)),
-            "desired_state": {"heartbeat_interval_s": stored.heartbeat_interval_s},
+            "desired_state": desired,
         }
 
     async def _loop_writer(self) -> HeartbeatWriter:

@@ -92,6 +92,9 @@ class Device(models.Model):
     last_memory_percent = models.FloatField(null=True, blank=True)
     last_power_w = models.FloatField(null=True, blank=True)
     last_energy_j = models.FloatField(null=True, blank=True)
+    # The model order the agent finds in every heartbeat answer (docs/rollouts.md): written
+    # by `deployments.actions`, null while no rollout has ever addressed the device.
+    desired_model = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["tier", "name"]

@@ -23,15 +23,10 @@ stored change into an error for whoever made it.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-
+from controlplane.events import send_to_groups
 from models_hub.models import CompressionJob
-
-log = logging.getLogger(__name__)
 
 JOBS_GROUP = "compression-jobs"
 JOB_STATUS_EVENT = "job.status"
@@ -69,7 +64,7 @@ def job_summary(job: CompressionJob) -> dict[str, Any]:
 
 def publish_job_status(job: CompressionJob) -> None:
     message = {"type": JOB_STATUS_EVENT, "job": job_summary(job)}
-    _send([job_group(job.id), JOBS_GROUP], message)
+    send_to_groups([job_group(job.id), JOBS_GROUP], message)
 
 
 def publish_job_progress(job_id: object, progress: float, stage: str, lines: list[str]) -> None:
@@ -80,19 +75,4 @@ def publish_job_progress(job_id: object, progress: float, stage: str, lines: lis
         "stage": stage,
         "lines": lines,
     }
-    _send([job_group(job_id)], message)
-
-
-def _send(groups: list[str], message: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-
-    async def send_all() -> None:
-        for group in groups:
-            await layer.group_send(group, message)
-
-    try:
-        async_to_sync(send_all)()
-    except Exception:
-        log.exception("could not send the live event %s to %s", message["type"], groups)
+    send_to_groups([job_group(job_id)], message)

@@ -18,15 +18,10 @@ change into an error for whoever made it.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-
+from controlplane.events import send_to_groups
 from scheduling.models import Decision, SchedulingJob
-
-log = logging.getLogger(__name__)
 
 JOBS_GROUP = "scheduling-jobs"
 DECISIONS_GROUP = "scheduling-decisions"
@@ -88,7 +83,7 @@ def _username(user: Any) -> str | None:
 
 def publish_job_status(job: SchedulingJob) -> None:
     message = {"type": JOB_STATUS_EVENT, "job": job_summary(job)}
-    _send([job_group(job.id), JOBS_GROUP], message)
+    send_to_groups([job_group(job.id), JOBS_GROUP], message)
 
 
 def publish_job_progress(job_id: object, entries: list[dict[str, Any]]) -> None:
@@ -100,24 +95,9 @@ def publish_job_progress(job_id: object, entries: list[dict[str, Any]]) -> None:
         "progress": entries[-1],
         "entries": entries,
     }
-    _send([job_group(job_id)], message)
+    send_to_groups([job_group(job_id)], message)
 
 
 def publish_decision(decision: Decision) -> None:
     message = {"type": DECISION_EVENT, "decision": decision_summary(decision)}
-    _send([DECISIONS_GROUP, job_group(decision.job_id)], message)
-
-
-def _send(groups: list[str], message: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-
-    async def send_all() -> None:
-        for group in groups:
-            await layer.group_send(group, message)
-
-    try:
-        async_to_sync(send_all)()
-    except Exception:
-        log.exception("could not send the live event %s to %s", message["type"], groups)
+    send_to_groups([DECISIONS_GROUP, job_group(decision.job_id)], message)

@@ -94,11 +94,18 @@ class EnrollRequestSerializer(serializers.Serializer):
     location = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
+class SigningKeySerializer(serializers.Serializer):
+    algorithm = serializers.CharField()
+    key_id = serializers.CharField()
+    public_key = serializers.CharField(help_text="Base64 of the raw 32-byte Ed25519 key.")
+
+
 class EnrollResponseSerializer(serializers.Serializer):
     device_id = serializers.UUIDField()
     credential = serializers.CharField(help_text="Shown once; only its hash is stored.")
     heartbeat_interval_s = serializers.IntegerField()
     server_time = serializers.DateTimeField()
+    signing = SigningKeySerializer(help_text="The key that signs model orders: pin it.")
 
 
 class TelemetrySampleSerializer(serializers.Serializer):
@@ -163,6 +170,9 @@ class HeartbeatRequestSerializer(serializers.Serializer):
 
 class DesiredStateSerializer(serializers.Serializer):
     heartbeat_interval_s = serializers.IntegerField()
+    model = serializers.JSONField(
+        required=False, help_text="The model order (docs/rollouts.md); absent: no order."
+    )
 
 
 class HeartbeatResponseSerializer(serializers.Serializer):

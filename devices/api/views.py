@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from controlplane.signing import keyring
 from devices import actions
 from devices.api import serializers as s
 from devices.authentication import DeviceAgent, DeviceCredentialAuthentication
@@ -68,6 +69,7 @@ class EnrollView(APIView):
             "credential": credential,
             "heartbeat_interval_s": device.heartbeat_interval_s,
             "server_time": timezone.now(),
+            "signing": keyring().active().public_info(),
         }
         return Response(s.EnrollResponseSerializer(body).data, status=status.HTTP_201_CREATED)
 

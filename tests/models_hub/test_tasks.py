@@ -118,7 +118,9 @@ def test_events_announce_each_status_and_the_progress(
     job: CompressionJob, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
 ) -> None:
     sent: list[tuple[list[str], dict[str, Any]]] = []
-    monkeypatch.setattr(events, "_send", lambda groups, message: sent.append((groups, message)))
+    monkeypatch.setattr(
+        events, "send_to_groups", lambda groups, message: sent.append((groups, message))
+    )
     with django_capture_on_commit_callbacks(execute=True):
         run_here(job)
     statuses = [m["job"]["status"] for _, m in sent if m["type"] == "job.status"]
