@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import email.utils
+import logging
+import math
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from edge_agent import __version__
+from edge_agent.download import ProgressCallback, StopCheck, download_artifact
+from edge_agent.manifest import ArtifactRef
+
+log = logging.getLogger(__name__)
 
 ENROLL_PATH = "/api/v1/agents/enroll/"
 HEARTBEAT_PATH = "/api/v1/agents/heartbeat/"
+MODEL_STATUS_PATH = "/api/v1/agents/model-status/"
+DEFAULT_PROBE_RUNS = 5
+MAX_PROBE_RUNS = 100
 USER_AGENT = f"triad-edge-agent/{__version__}"
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
@@ -47,6 +58,10 @@ class EnrollmentRejected(Rejected):
     """An enrollment was refused (400), typically an expired or used-up token."""
 
 
+class ReportRejected(Rejected):
+    """A model-status report was refused (400): an unknown deployment, a bad field."""
+
+
 class CredentialRejected(AgentError):
     """401 (wrong or revoked credential) or 403 (device retired): stop heartbeating."""
 
@@ -76,10 +91,27 @@ class EnrollResult:
 
 
 @dataclass(frozen=True)
+class ModelOrder:
+    """``desired_state.model``: the model the device should run (docs/rollouts.md).
+
+    Nothing in it is trusted until the manifest's signature is verified; the parser only
+    gives it a shape, and leaves every judgement to the reconciler.
+    """
+
+    deployment_id: str
+    manifest: Any  # the signed document, as received
+    artifact_url: str | None
+    latency_budget_ms: float | None
+    probe_runs: int
+    key_rotations: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
 class HeartbeatResult:
     accepted: int
     server_time: str | None
     heartbeat_interval_s: float | None  # from desired_state; None when the server sent none
+    model: ModelOrder | None = None  # desired_state.model; None: no order, keep what runs
 
 
 def format_field_errors(errors: Any, prefix: str = "") -> list[str]:
@@ -182,7 +214,52 @@ def parse_heartbeat(response: httpx.Response) -> HeartbeatResult:
         accepted=_count(body.get("accepted")),
         server_time=body.get("server_time"),
         heartbeat_interval_s=_positive_interval(desired.get("heartbeat_interval_s")),
+        model=parse_model_order(desired.get("model")),
     )
+
+
+def parse_model_order(value: Any) -> ModelOrder | None:
+    """Shape ``desired_state.model``; None when absent, null, or without a deployment id.
+
+    An order without a deployment id cannot even be reported on, so it is logged and
+    treated as no order. The rest (health check, rotations) falls back to defaults: the
+    manifest's signature decides whether the order is followed at all.
+    """
+    if value is None:
+        return None
+    deployment_id = value.get("deployment_id") if isinstance(value, dict) else None
+    if not isinstance(deployment_id, str) or not deployment_id:
+        log.warning("ignoring a model order without a deployment_id: %s", str(value)[:200])
+        return None
+    health = value.get("health_check")
+    health = health if isinstance(health, dict) else {}
+    url = value.get("artifact_url")
+    rotations = value.get("key_rotations")
+    return ModelOrder(
+        deployment_id=deployment_id,
+        manifest=value.get("manifest"),
+        artifact_url=url if isinstance(url, str) and url else None,
+        latency_budget_ms=_latency_budget(health.get("latency_budget_ms")),
+        probe_runs=_probe_runs(health.get("probe_runs")),
+        key_rotations=tuple(rotations) if isinstance(rotations, list) else (),
+    )
+
+
+def _latency_budget(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        budget = float(value)
+    except (TypeError, ValueError):
+        log.warning("ignoring a latency budget that is not a number: %r", value)
+        return None
+    return budget if math.isfinite(budget) and budget >= 0 else None
+
+
+def _probe_runs(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return min(max(value, 1), MAX_PROBE_RUNS)
+    return DEFAULT_PROBE_RUNS
 
 
 def enroll_body(
@@ -208,6 +285,33 @@ def heartbeat_body(
     if links:
         body["links"] = links
     return body
+
+
+MODEL_STATES = ("downloading", "verifying", "active", "failed")
+MAX_DETAIL_CHARS = 1000
+
+
+def model_status_body(
+    deployment_id: str,
+    version: int,
+    state: str,
+    progress: float = 0.0,
+    reason: str = "",
+    detail: str = "",
+    active: tuple[str, int] | None = None,
+) -> dict[str, Any]:
+    """The model-status report (docs/rollouts.md); ``active`` is the (sha256, version) served."""
+    if state not in MODEL_STATES:
+        raise ValueError(f"unknown model state {state!r}")
+    return {
+        "deployment_id": deployment_id,
+        "version": version,
+        "state": state,
+        "progress": round(min(max(progress, 0.0), 1.0), 4),
+        "reason": str(reason),
+        "detail": detail[:MAX_DETAIL_CHARS],
+        "active": {"sha256": active[0], "version": active[1]} if active else None,
+    }
 
 
 def bearer(credential: str) -> dict[str, str]:
@@ -266,6 +370,26 @@ class AgentClient:
             )
         return parse_heartbeat(response)
 
+    def report_model_status(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a model-status report; the server's answer (the device's rollout state)."""
+        with transport_errors_are_retryable():
+            response = self._http.post(MODEL_STATUS_PATH, json=body, headers=self._auth())
+        raise_for_error(response, ReportRejected)
+        answer = _json_or_text(response)
+        return answer if isinstance(answer, dict) else {}
+
+    def download_artifact(
+        self,
+        url: str,
+        part: Path,
+        artifact: ArtifactRef,
+        on_progress: ProgressCallback | None = None,
+        should_stop: StopCheck | None = None,
+    ) -> None:
+        """Complete and verify ``part`` from ``url`` (see ``edge_agent.download``)."""
+        headers = self._auth() if same_origin(str(self._http.base_url), url) else {}
+        download_artifact(self._http, url, headers, part, artifact, on_progress, should_stop)
+
     def _auth(self) -> dict[str, str]:
         if not self.credential:
             raise CredentialRejected(401, "no credential; enroll first", "not_enrolled")
@@ -294,6 +418,28 @@ class AsyncAgentClient:
                 HEARTBEAT_PATH, json=heartbeat_body(telemetry, links), headers=bearer(credential)
             )
         return parse_heartbeat(response)
+
+    async def report_model_status(self, credential: str, body: dict[str, Any]) -> dict[str, Any]:
+        with transport_errors_are_retryable():
+            response = await self._http.post(
+                MODEL_STATUS_PATH, json=body, headers=bearer(credential)
+            )
+        raise_for_error(response, ReportRejected)
+        answer = _json_or_text(response)
+        return answer if isinstance(answer, dict) else {}
+
+
+def same_origin(server: str, url: str) -> bool:
+    """Whether ``url`` (relative, or absolute) points at the server itself.
+
+    The device's credential goes only there: an artifact URL on another host (a storage
+    bucket, say) must not learn it.
+    """
+    target = urlsplit(url)
+    if not target.scheme and not target.netloc:
+        return True
+    base = urlsplit(server)
+    return (target.scheme, target.netloc) == (base.scheme, base.netloc)
 
 
 def iter_rejected_indexes(errors: Any, batch_size: int) -> Iterator[int]:

@@ -195,7 +195,8 @@ def _append_body(
     mode = "ab" if receiver.received else "wb"
     try:
         with part.open(mode) as out:
-            for chunk in response.iter_bytes(CHUNK_BYTES):
+            # Unbuffered: bytes that arrived before a connection broke are kept, not lost.
+            for chunk in response.iter_bytes():
                 if should_stop is not None and should_stop():
                     raise DownloadStopped(f"stopped after {receiver.received} bytes")
                 receiver.feed(chunk)

@@ -292,6 +292,13 @@ class ModelStore:
             os.replace(temporary, path)
         _fsync_dir(self.root)
 
+    def forget_previous(self) -> None:
+        """Drop the previous version (its file went bad); it is downloaded again if ordered."""
+        sha256 = self.links().previous
+        self._point(PREVIOUS_LINK, None)
+        if sha256 is not None:
+            self.remove_version(sha256)
+
     def remove_version(self, sha256: str) -> None:
         """Delete a staged version that failed (never one a link points at)."""
         links = self.links()

@@ -15,8 +15,14 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from edge_agent.manifest import TrustStore, public_key_raw, sign_document, sign_rotation
+
+from .signing import iso, make_key, manifest_body
+
 MAX_BATCH = 500
 ARTIFACTS_PATH = "/api/v1/agents/artifacts/"
+MODEL_STATUS_PATH = "/api/v1/agents/model-status/"
+MODEL_STATES = ("downloading", "verifying", "active", "failed")
 _RANGE = re.compile(r"^bytes=(\d+)-$")
 
 
@@ -24,8 +30,10 @@ class StandInControlPlane:
     """A tiny HTTP server that stands in for the Triad control plane in agent tests.
 
     It speaks just enough of docs/agent-protocol.md (enroll and heartbeat, with the
-    protocol's status codes) to exercise the agent's client, runner and simulator in
-    isolation, and it can go away and come back on the same port to fake an outage.
+    protocol's status codes) and docs/rollouts.md (signed orders, artifacts with Range,
+    model-status reports) to exercise the agent's client, runner, reconciler and
+    simulator in isolation, and it can go away and come back on the same port to fake
+    an outage.
     It is not the control plane: the real end-to-end test, an agent subprocess against
     the Django server, lives with the integration tests.
     """
@@ -49,6 +57,14 @@ class StandInControlPlane:
         self.go_away_after_cut = False  # and the server stops listening, as in a crash
         self.artifact_status: int | None = None  # answer artifact requests with this status
         self.ignore_range = False  # answer 200 with every byte, as a naive server would
+        # Signed orders and the reports about them.
+        self.signing_key = make_key("stand-in")
+        self.send_signing = True  # False: enroll as a server from before signed rollouts
+        self.rotations: list[dict[str, Any]] = []
+        self.orders: dict[str | None, dict[str, Any]] = {}  # device id (None: all) -> model
+        self.next_version = 1
+        self.status_reports: list[tuple[str, dict[str, Any]]] = []  # (device id, body)
+        self.status_fail_with: int | None = None  # answer model-status reports with this
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -90,6 +106,61 @@ class StandInControlPlane:
             self.artifacts[sha256] = data
         return sha256
 
+    def signing_info(self) -> dict[str, str]:
+        signing = TrustStore.pinned(public_key_raw(self.signing_key)).to_signing_json()
+        assert signing is not None
+        return signing
+
+    def rotate_key(self, name: str) -> None:
+        """Sign a rotation statement with the current key and sign with the new one after."""
+        new_key = make_key(name)
+        with self.lock:
+            self.rotations.append(sign_rotation(self.signing_key, new_key, iso(datetime.now(UTC))))
+            self.signing_key = new_key
+
+    def publish(
+        self,
+        data: bytes | None,
+        io: dict[str, Any] | None = None,
+        *,
+        device_id: str | None = None,
+        deployment_id: str | None = None,
+        version: int | None = None,
+        latency_budget_ms: float | None = None,
+        probe_runs: int = 2,
+        **manifest_fields: Any,
+    ) -> dict[str, Any]:
+        """Sign a manifest for ``data`` (None: run nothing), serve it, order it; the order."""
+        with self.lock:
+            version = self.next_version if version is None else version
+            self.next_version = max(self.next_version, version + 1)
+        body = manifest_body(version, data, io, **manifest_fields)
+        sha256 = body["artifact"]["sha256"] if data is not None else None
+        if data is not None and sha256 not in self.artifacts:
+            self.add_artifact(data, sha256)
+        order = {
+            "deployment_id": deployment_id or str(uuid.uuid4()),
+            "manifest": sign_document(self.signing_key, body),
+            "artifact_url": f"{ARTIFACTS_PATH}{sha256}/" if sha256 else None,
+            "health_check": {"latency_budget_ms": latency_budget_ms, "probe_runs": probe_runs},
+            "key_rotations": list(self.rotations),
+        }
+        self.order(order, device_id)
+        return order
+
+    def order(self, order: dict[str, Any] | None, device_id: str | None = None) -> None:
+        """Put ``order`` in the heartbeat answers of ``device_id`` (None: of every device)."""
+        with self.lock:
+            if order is None:
+                self.orders.pop(device_id, None)
+            else:
+                self.orders[device_id] = order
+
+    def reports(self, device_id: str | None = None) -> list[dict[str, Any]]:
+        """Every model-status report stored, in arrival order."""
+        with self.lock:
+            return [body for device, body in self.status_reports if device_id in (None, device)]
+
     def revoke_all(self) -> None:
         with self.lock:
             self.credentials.clear()
@@ -116,12 +187,15 @@ class StandInControlPlane:
         device_id, credential = self.register()
         with self.lock:
             self.enrollments.append(body)
-        return 201, {
+        answer = {
             "device_id": device_id,
             "credential": credential,
             "heartbeat_interval_s": self.heartbeat_interval_s,
             "server_time": _now(),
         }
+        if self.send_signing:
+            answer["signing"] = self.signing_info()
+        return 201, answer
 
     def heartbeat(self, authorization: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         credential = authorization.removeprefix("Bearer ")
@@ -146,11 +220,26 @@ class StandInControlPlane:
             return 400, {"telemetry": errors}
         with self.lock:
             self.heartbeats.append((device_id, body))
-        return 200, {
-            "accepted": len(telemetry),
-            "server_time": _now(),
-            "desired_state": {"heartbeat_interval_s": self.heartbeat_interval_s},
-        }
+            order = self.orders.get(device_id, self.orders.get(None))
+        desired: dict[str, Any] = {"heartbeat_interval_s": self.heartbeat_interval_s}
+        if order is not None:
+            desired["model"] = order
+        return 200, {"accepted": len(telemetry), "server_time": _now(), "desired_state": desired}
+
+    def model_status(self, authorization: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            device_id = self.credentials.get(authorization.removeprefix("Bearer "))
+        if device_id is None:
+            return 401, {"detail": "Invalid device credential.", "code": "authentication_failed"}
+        if self.status_fail_with is not None:
+            return self.status_fail_with, {"detail": "Unavailable."}
+        if body.get("state") not in MODEL_STATES:
+            return 400, {"state": [f'"{body.get("state")}" is not a valid choice.']}
+        if body.get("state") == "failed" and not body.get("reason"):
+            return 400, {"reason": ["Required when the state is failed."]}
+        with self.lock:
+            self.status_reports.append((device_id, body))
+        return 200, {"state": body["state"]}
 
     def artifact(
         self, authorization: str, sha256: str, range_header: str | None
@@ -208,6 +297,8 @@ def _handler_for(plane: StandInControlPlane) -> type[BaseHTTPRequestHandler]:
                 self._answer(*plane.enroll(body))
             elif self.path == "/api/v1/agents/heartbeat/":
                 self._answer(*plane.heartbeat(self.headers.get("Authorization", ""), body))
+            elif self.path == MODEL_STATUS_PATH:
+                self._answer(*plane.model_status(self.headers.get("Authorization", ""), body))
             else:
                 self._answer(404, {"detail": "Not found."})
 
