@@ -31,6 +31,9 @@ from deployments.models import (
     DeploymentTarget,
     InstalledModel,
     ManifestKind,
+    ProfilingRun,
+    ProfilingState,
+    ProfilingTarget,
     SignedManifest,
     TargetKind,
     TargetState,
@@ -38,7 +41,7 @@ from deployments.models import (
 from deployments.rollout import failures_exceed, phase_of_each
 from devices.models import Device, DeviceStatus, Tier
 from edge_agent.manifest import MANIFEST_TYPE
-from models_hub.models import Framework, ModelArtifact, Variant
+from models_hub.models import Framework, MeasuredLatency, ModelArtifact, Variant
 from scheduling.models import Decision, DecisionStatus
 
 ARTIFACT_URL = "/api/v1/agents/artifacts/{sha256}/"
@@ -169,9 +172,7 @@ def onnx_io(path: Path) -> dict[str, Any]:
 
 
 # --- signing ----------------------------------------------------------------------------
-def _sign(
-    kind: str, deployment: Deployment, artifact: Artifact | None, file_name: str = ""
-) -> SignedManifest:
+def _sign(kind: str, deployment: Deployment | None, artifact: Artifact | None) -> SignedManifest:
     """Sign a manifest: the row comes first, so that its id (the version) can be signed."""
     now = timezone.now()
     expires = now + timedelta(seconds=settings.TRIAD_MANIFEST_TTL_S)
@@ -180,7 +181,7 @@ def _sign(
         deployment=deployment,
         sha256=artifact.sha256 if artifact else "",
         size_bytes=artifact.size if artifact else None,
-        file_name=artifact.file_name if artifact else file_name,
+        file_name=artifact.file_name if artifact else "",
         key_id="",
         created_at=now,
         expires_at=expires,
@@ -648,6 +649,7 @@ def sweep_rollouts(now: datetime | None = None) -> int:
             _announce(deployment)
             _announce_targets(DeploymentTarget.objects.filter(pk__in=target_ids))
     renew_expiring_orders(now)
+    _time_out_profilings(now)
     return sum(len(ids) for ids in timed_out.values())
 
 
@@ -680,6 +682,138 @@ def _holders(manifest: SignedManifest) -> list[uuid.UUID]:
             "pk", flat=True
         )
     )
+
+
+# --- hardware-in-the-loop profiling ---------------------------------------------------
+MAX_PROFILE_RUNS = 1000
+
+
+@dataclass(frozen=True)
+class ProfileReport:
+    """An agent's profiling result (docs/rollouts.md, "Profiling"), as the API validated it."""
+
+    run_id: uuid.UUID
+    state: str  # "measured" or "failed"
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    runs: int = 0
+    reason: str = ""
+    detail: str = ""
+
+
+@transaction.atomic
+def start_profiling(
+    *,
+    model: ModelArtifact,
+    variant: Variant | None,
+    devices: Sequence[uuid.UUID],
+    created_by: Any,
+    runs: int = 50,
+    timeout_s: int = 600,
+) -> ProfilingRun:
+    """Ask the agents of `devices` to time `runs` inferences of the model on their hardware."""
+    if variant is not None and variant.model_id != model.pk:
+        raise DeploymentError("The variant is not a variant of this model.", "variant")
+    if not 1 <= runs <= MAX_PROFILE_RUNS:
+        raise DeploymentError(f"Must be between 1 and {MAX_PROFILE_RUNS}.", "runs")
+    if timeout_s < 1:
+        raise DeploymentError("Must be at least 1 second.", "timeout_s")
+    artifact = artifact_of(model, variant)
+    if not devices:
+        raise DeploymentError("Choose at least one device.", "devices")
+    chosen = resolve_targets(TargetSelector(kind=TargetKind.DEVICES, devices=devices))
+    locked = Device.objects.select_for_update().filter(pk__in=[d.pk for d in chosen])
+    busy = sorted(device.name for device in locked.order_by("pk") if device.desired_profile)
+    if busy:
+        raise DeploymentError(
+            f"Already profiling something: {', '.join(busy[:5])}. Wait for it to finish.",
+            "devices",
+        )
+    run = ProfilingRun.objects.create(
+        model=model,
+        variant=variant,
+        manifest=_sign(ManifestKind.PROFILE, None, artifact),
+        runs=runs,
+        timeout_s=timeout_s,
+        created_by=created_by if created_by and created_by.is_authenticated else None,
+    )
+    deadline = timezone.now() + timedelta(seconds=timeout_s)
+    ProfilingTarget.objects.bulk_create(
+        ProfilingTarget(run=run, device=device, deadline_at=deadline) for device in chosen
+    )
+    order = {
+        "run_id": str(run.pk),
+        "manifest": run.manifest.document(),
+        "artifact_url": ARTIFACT_URL.format(sha256=artifact.sha256),
+        "runs": runs,
+        "key_rotations": keyring().rotations(),
+    }
+    ids = [device.pk for device in chosen]
+    Device.objects.filter(pk__in=ids).update(desired_profile=order)
+    transaction.on_commit(lambda: events.nudge_agents(ids))
+    return run
+
+
+@transaction.atomic
+def record_profile_result(device: Device, report: ProfileReport) -> ProfilingTarget:
+    """Store what an agent measured (or why it could not), and withdraw its order."""
+    run = ProfilingRun.objects.select_for_update().filter(pk=report.run_id).first()
+    target = run.targets.select_for_update().filter(device=device).first() if run else None
+    if run is None or target is None:
+        raise DeploymentError("Not a profiling run of this device.", "run_id")
+    if target.state != ProfilingState.ORDERED:
+        return target  # a resent report: the first one counted
+    target.finished_at = timezone.now()
+    if report.state == ProfilingState.MEASURED:
+        if report.p50_ms is None or report.p95_ms is None:
+            raise DeploymentError("Required when the state is measured.", "p50_ms")
+        target.state, target.p50_ms, target.p95_ms = report.state, report.p50_ms, report.p95_ms
+        MeasuredLatency.objects.create(
+            model_id=run.model_id,
+            variant_id=run.variant_id,
+            device=device,
+            p50_ms=report.p50_ms,
+            p95_ms=report.p95_ms,
+            runs=report.runs,
+        )
+    else:
+        target.state, target.reason, target.detail = (
+            ProfilingState.FAILED,
+            report.reason,
+            report.detail,
+        )
+    target.save()
+    _withdraw_profile_order(run, [device.pk])
+    _finish_profiling_if_done(run)
+    return target
+
+
+def _withdraw_profile_order(run: ProfilingRun, device_ids: Sequence[uuid.UUID]) -> None:
+    Device.objects.filter(pk__in=device_ids, desired_profile__run_id=str(run.pk)).update(
+        desired_profile=None
+    )
+
+
+def _finish_profiling_if_done(run: ProfilingRun) -> None:
+    if not run.targets.filter(state=ProfilingState.ORDERED).exists():
+        run.finished, run.finished_at = True, timezone.now()
+        run.save(update_fields=["finished", "finished_at"])
+
+
+def _time_out_profilings(now: datetime) -> None:
+    overdue = ProfilingTarget.objects.filter(state=ProfilingState.ORDERED, deadline_at__lt=now)
+    for target in overdue.select_related("run"):
+        with transaction.atomic():
+            run = ProfilingRun.objects.select_for_update().get(pk=target.run_id)
+            claimed = ProfilingTarget.objects.filter(pk=target.pk, state=ProfilingState.ORDERED)
+            if claimed.update(
+                state=ProfilingState.FAILED,
+                reason="timeout",
+                detail=f"No result within {run.timeout_s} s.",
+                finished_at=now,
+            ):
+                _withdraw_profile_order(run, [target.device_id])
+                _finish_profiling_if_done(run)
 
 
 # --- keys -------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from models_hub.models import ModelArtifact, Variant
 class ManifestKind(models.TextChoices):
     INSTALL = "install", "Install the deployment's artifact"
     ROLLBACK = "rollback", "Restore what the device ran before"
+    PROFILE = "profile", "Measure the artifact's latency, not install it"
 
 
 class SignedManifest(models.Model):
@@ -204,3 +205,63 @@ class InstalledModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.device_id} runs {self.sha256[:12] or 'nothing'}"
+
+
+class ProfilingRun(models.Model):
+    """Hardware-in-the-loop profiling: chosen agents download a model or variant (signed
+    and verified as for a rollout), time `runs` inferences on their own hardware without
+    installing it, and report the latency; each result becomes a `MeasuredLatency`."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    model = models.ForeignKey(ModelArtifact, on_delete=models.CASCADE, related_name="profilings")
+    variant = models.ForeignKey(
+        Variant, on_delete=models.CASCADE, null=True, blank=True, related_name="profilings"
+    )
+    manifest = models.ForeignKey(SignedManifest, on_delete=models.PROTECT, related_name="+")
+    runs = models.PositiveIntegerField(default=50)
+    timeout_s = models.PositiveIntegerField(default=600)
+    finished = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="profiling_runs",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"profiling of {self.variant or self.model}"
+
+
+class ProfilingState(models.TextChoices):
+    ORDERED = "ordered", "Ordered"
+    MEASURED = "measured", "Measured"
+    FAILED = "failed", "Failed"
+
+
+class ProfilingTarget(models.Model):
+    run = models.ForeignKey(ProfilingRun, on_delete=models.CASCADE, related_name="targets")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="profilings")
+    state = models.CharField(
+        max_length=8, choices=ProfilingState.choices, default=ProfilingState.ORDERED
+    )
+    p50_ms = models.FloatField(null=True, blank=True)
+    p95_ms = models.FloatField(null=True, blank=True)
+    reason = models.CharField(max_length=40, blank=True)
+    detail = models.TextField(blank=True)
+    deadline_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "device__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "device"], name="one_profiling_per_device")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device_id} in profiling {self.run_id} ({self.state})"

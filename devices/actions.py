@@ -79,9 +79,20 @@ class HeartbeatResult:
 
 
 def desired_state(device: Device) -> dict[str, Any]:
-    state: dict[str, Any] = {"heartbeat_interval_s": device.heartbeat_interval_s}
-    if device.desired_model is not None:
-        state["model"] = device.desired_model
+    return desired_state_of(
+        device.heartbeat_interval_s, device.desired_model, device.desired_profile
+    )
+
+
+def desired_state_of(
+    heartbeat_interval_s: int, model: Any | None, profile: Any | None
+) -> dict[str, Any]:
+    """The heartbeat answer's `desired_state` (docs/agent-protocol.md, docs/rollouts.md)."""
+    state: dict[str, Any] = {"heartbeat_interval_s": heartbeat_interval_s}
+    if model is not None:
+        state["model"] = model
+    if profile is not None:
+        state["profile"] = profile
     return state
 
 

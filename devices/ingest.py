@@ -42,6 +42,7 @@ from psycopg_pool import AsyncConnectionPool
 from rest_framework.fields import IntegerField
 
 from devices import events
+from devices.actions import desired_state_of
 from devices.api.serializers import (
     FiniteFloatField,
     TelemetrySampleSerializer,
@@ -176,7 +177,7 @@ WITH input AS (
     WHERE d.id = old.id
     RETURNING d.id, old.status AS was, i.now, i.samples, d.name, d.tier,
               d.heartbeat_interval_s, d.last_cpu_percent, d.last_memory_percent,
-              d.last_power_w, d.last_energy_j, d.desired_model
+              d.last_power_w, d.last_energy_j, d.desired_model, d.desired_profile
 ), flip AS (
     INSERT INTO {StatusChange._meta.db_table} (device_id, from_status, to_status, at, reason)
     SELECT id, was, '{DeviceStatus.ONLINE}', now, 'heartbeat received'
@@ -195,7 +196,7 @@ WITH input AS (
     ON CONFLICT (device_id, ts) DO NOTHING
 )
 SELECT id, name, tier, heartbeat_interval_s, last_cpu_percent, last_memory_percent,
-       last_power_w, last_energy_j, desired_model
+       last_power_w, last_energy_j, desired_model, desired_profile
 FROM device
 """
 
@@ -212,6 +213,7 @@ class StoredHeartbeat:
     power_w: float | None
     energy_j: float | None
     desired_model: dict[str, Any] | None
+    desired_profile: dict[str, Any] | None
 
 
 @dataclass
@@ -388,13 +390,12 @@ class HeartbeatIngest:
             "as_of": now.isoformat(),
         }
         events.live_event_batcher().add(summary, [events.sample_point_of(s) for s in samples])
-        desired: dict[str, Any] = {"heartbeat_interval_s": stored.heartbeat_interval_s}
-        if stored.desired_model is not None:
-            desired["model"] = stored.desired_model
         return 200, {
             "accepted": len(samples),
             "server_time": _drf_datetime(datetime.now(UTC)),
-            "desired_state": desired,
+            "desired_state": desired_state_of(
+                stored.heartbeat_interval_s, stored.desired_model, stored.desired_profile
+            ),
         }
 
     async def _loop_writer(self) -> HeartbeatWriter:

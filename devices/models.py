@@ -95,6 +95,8 @@ class Device(models.Model):
     # The model order the agent finds in every heartbeat answer (docs/rollouts.md): written
     # by `deployments.actions`, null while no rollout has ever addressed the device.
     desired_model = models.JSONField(null=True, blank=True)
+    # A profiling order (`deployments.ProfilingRun`): time a model here, do not install it.
+    desired_profile = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["tier", "name"]

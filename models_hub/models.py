@@ -247,3 +247,28 @@ class Variant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} of job {self.job_id}"
+
+
+class MeasuredLatency(models.Model):
+    """A model's (or variant's) inference latency measured on a real device by its agent
+    (hardware-in-the-loop profiling, `deployments.ProfilingRun`), batch 1. The newest row
+    per (model, variant, device) is the one the hub shows and the scheduler uses."""
+
+    model = models.ForeignKey(ModelArtifact, on_delete=models.CASCADE, related_name="latencies")
+    variant = models.ForeignKey(
+        Variant, on_delete=models.CASCADE, null=True, blank=True, related_name="latencies"
+    )
+    device = models.ForeignKey(
+        "devices.Device", on_delete=models.CASCADE, related_name="measured_latencies"
+    )
+    p50_ms = models.FloatField()
+    p95_ms = models.FloatField()
+    runs = models.PositiveIntegerField()
+    measured_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-measured_at"]
+        indexes = [models.Index(fields=["model", "variant", "device", "-measured_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.p50_ms:.2f} ms on {self.device_id}"

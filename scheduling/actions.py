@@ -30,7 +30,7 @@ from scheduling.engine import FORMAT, TIERS, ProblemError, parse_problem, parse_
 from scheduling.engine.problem import Task
 from scheduling.engine.search import check_algorithm
 from scheduling.engine.wfformat import WfFormatError, is_wfformat, workload_from_wfformat
-from scheduling.fleet import snapshot_fleet
+from scheduling.fleet import ModelReferenceError, snapshot_fleet, with_measured_runtimes
 from scheduling.models import (
     JOB_STALE_AFTER,
     Decision,
@@ -276,11 +276,16 @@ def submit_job(
 
 def build_problem(workload: Workload, objectives: list[str]) -> dict[str, Any]:
     """The problem document of `workload` on the online fleet, validated by the engine."""
+    fleet = snapshot_fleet()
+    try:
+        tasks = with_measured_runtimes(workload.document["tasks"], fleet["devices"])
+    except ModelReferenceError as error:
+        raise SchedulingError(str(error), "workload") from error
     problem = {
         "format": FORMAT,
-        "tasks": workload.document["tasks"],
+        "tasks": tasks,
         "edges": workload.document["edges"],
-        **snapshot_fleet(),
+        **fleet,
         "objectives": list(objectives),
     }
     try:

@@ -6,8 +6,14 @@ from typing import Any
 
 from rest_framework import serializers
 
-from deployments.actions import AGENT_STATES
-from deployments.models import Deployment, DeploymentTarget, TargetKind
+from deployments.actions import AGENT_STATES, MAX_PROFILE_RUNS
+from deployments.models import (
+    Deployment,
+    DeploymentTarget,
+    ProfilingRun,
+    ProfilingTarget,
+    TargetKind,
+)
 from devices.api.serializers import LabelsField
 from devices.models import Tier
 from models_hub.models import ModelArtifact, Variant
@@ -152,3 +158,77 @@ class ModelStatusSerializer(serializers.Serializer):
 
 class ModelStatusAnswerSerializer(serializers.Serializer):
     state = serializers.CharField(help_text="The device's state in the rollout.")
+
+
+class ProfilingRunCreateSerializer(serializers.Serializer):
+    model = serializers.PrimaryKeyRelatedField(queryset=ModelArtifact.objects.all())
+    variant = serializers.PrimaryKeyRelatedField(
+        queryset=Variant.objects.all(), required=False, allow_null=True, default=None
+    )
+    devices = serializers.ListField(child=serializers.UUIDField(), max_length=1000)
+    runs = serializers.IntegerField(min_value=1, max_value=MAX_PROFILE_RUNS, default=50)
+    timeout_s = serializers.IntegerField(min_value=1, max_value=24 * 3600, default=600)
+
+
+class ProfilingTargetSerializer(serializers.ModelSerializer):
+    device_name = serializers.CharField(source="device.name", read_only=True)
+
+    class Meta:
+        model = ProfilingTarget
+        fields = [
+            "device",
+            "device_name",
+            "state",
+            "p50_ms",
+            "p95_ms",
+            "reason",
+            "detail",
+            "deadline_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class ProfilingRunSerializer(serializers.ModelSerializer):
+    targets = ProfilingTargetSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = ProfilingRun
+        fields = [
+            "id",
+            "model",
+            "variant",
+            "runs",
+            "timeout_s",
+            "finished",
+            "targets",
+            "created_by",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class ProfileResultSerializer(serializers.Serializer):
+    """An agent's profiling result (docs/rollouts.md, "Profiling")."""
+
+    run_id = serializers.UUIDField()
+    state = serializers.ChoiceField(choices=["measured", "failed"])
+    p50_ms = serializers.FloatField(min_value=0.0, required=False, allow_null=True, default=None)
+    p95_ms = serializers.FloatField(min_value=0.0, required=False, allow_null=True, default=None)
+    runs = serializers.IntegerField(min_value=0, max_value=MAX_PROFILE_RUNS, default=0)
+    reason = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
+    detail = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["state"] == "measured":
+            for name in ("p50_ms", "p95_ms"):
+                if attrs[name] is None:
+                    raise serializers.ValidationError({name: ["Required when measured."]})
+            if attrs["runs"] < 1:
+                raise serializers.ValidationError({"runs": ["Required when measured."]})
+            if attrs["p95_ms"] < attrs["p50_ms"]:
+                raise serializers.ValidationError({"p95_ms": ["Must be at least p50_ms."]})
+        elif not attrs["reason"]:
+            raise serializers.ValidationError({"reason": ["Required when the state is failed."]})
+        return attrs

@@ -23,7 +23,7 @@ from controlplane.api import Conflict, created, validated
 from deployments import actions
 from deployments.api import serializers as s
 from deployments.filtersets import DeploymentFilterSet
-from deployments.models import Deployment, SignedManifest
+from deployments.models import Deployment, ProfilingRun, SignedManifest
 from devices.api.views import AgentView
 
 CHUNK_BYTES = 1 << 20
@@ -115,6 +115,40 @@ class DeploymentViewSet(
         return Response(s.DeploymentTargetSerializer(targets, many=True).data)
 
 
+@extend_schema(tags=["deployments"])
+class ProfilingRunViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Hardware-in-the-loop profiling: agents time a model on their own hardware."""
+
+    queryset = ProfilingRun.objects.prefetch_related("targets__device")
+    serializer_class = s.ProfilingRunSerializer
+    filterset_fields = ["model", "variant", "finished"]
+
+    @extend_schema(
+        request=s.ProfilingRunCreateSerializer,
+        responses={201: s.ProfilingRunSerializer},
+        summary="Ask chosen agents to measure a model's or variant's latency",
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = validated(s.ProfilingRunCreateSerializer, request.data)
+        try:
+            run = actions.start_profiling(
+                model=data["model"],
+                variant=data["variant"],
+                devices=data["devices"],
+                runs=data["runs"],
+                timeout_s=data["timeout_s"],
+                created_by=request.user,
+            )
+        except actions.DeploymentError as error:
+            raise _refusal(error) from error
+        return created(self.get_serializer(run).data)
+
+
 # --- agents -----------------------------------------------------------------------------
 class ModelStatusView(AgentView):
     @extend_schema(
@@ -143,6 +177,23 @@ class ModelStatusView(AgentView):
         return Response({"state": target.state})
 
 
+class ProfileResultView(AgentView):
+    @extend_schema(
+        request=s.ProfileResultSerializer,
+        responses={200: s.ModelStatusAnswerSerializer},
+        tags=["agents"],
+        summary="Report a profiling result (or why there is none)",
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(s.ProfileResultSerializer, request.data)
+        report = actions.ProfileReport(**data)
+        try:
+            target = actions.record_profile_result(self.agent(request).device, report)
+        except actions.DeploymentError as error:
+            raise _refusal(error) from error
+        return Response({"state": target.state})
+
+
 class ArtifactView(AgentView):
     """The bytes of an artifact that an order of the device's own names; `Range` resumes."""
 
@@ -156,7 +207,8 @@ class ArtifactView(AgentView):
         summary="Download an artifact (resumable with Range: bytes=N-)",
     )
     def get(self, request: Request, sha256: str) -> HttpResponseBase:
-        path = self._ordered_file(self.agent(request).device.desired_model, sha256)
+        device = self.agent(request).device
+        path = self._ordered_file([device.desired_model, device.desired_profile], sha256)
         size = path.stat().st_size
         start, end = _byte_range(request.headers.get("Range", ""), size)
         if start >= size and size > 0:
@@ -177,15 +229,17 @@ class ArtifactView(AgentView):
         return response
 
     @staticmethod
-    def _ordered_file(order: Any, sha256: str) -> Path:
-        signed = (order or {}).get("manifest", {}).get("signed", {})
-        artifact = signed.get("artifact") or {}
-        if artifact.get("sha256") != sha256:
-            raise exceptions.NotFound("No order of this device names this artifact.")
-        manifest = SignedManifest.objects.filter(pk=signed.get("version")).first()
-        if manifest is None or not manifest.file_name:
-            raise exceptions.NotFound("The artifact is no longer stored.")
-        return Path(default_storage.path(manifest.file_name))
+    def _ordered_file(orders: list[Any], sha256: str) -> Path:
+        """The file, if one of the device's orders (install, rollback, profiling) names it."""
+        for order in orders:
+            signed = (order or {}).get("manifest", {}).get("signed", {})
+            if (signed.get("artifact") or {}).get("sha256") != sha256:
+                continue
+            manifest = SignedManifest.objects.filter(pk=signed.get("version")).first()
+            if manifest is None or not manifest.file_name:
+                raise exceptions.NotFound("The artifact is no longer stored.")
+            return Path(default_storage.path(manifest.file_name))
+        raise exceptions.NotFound("No order of this device names this artifact.")
 
 
 def _byte_range(header: str, size: int) -> tuple[int, int]:
