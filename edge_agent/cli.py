@@ -13,9 +13,10 @@ import random
 import signal
 import socket
 import sys
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from edge_agent.client import (
@@ -31,12 +32,16 @@ from edge_agent.fleet_model import TIERS
 from edge_agent.state import (
     SPOOL_FILE,
     AgentState,
+    AgentStateFile,
     StateError,
     default_state_dir,
     ensure_private_dir,
     load_agent_state,
     save_agent_state,
 )
+
+if TYPE_CHECKING:
+    from edge_agent.deploy import Reconciler
 
 log = logging.getLogger("edge_agent")
 
@@ -76,6 +81,16 @@ def positive_int(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value!r}")
+    return number
+
+
+def non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value!r}")
     return number
 
 
@@ -165,6 +180,14 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
         default=100_000,
         help="most samples kept while the server is away; the oldest go first",
     )
+    parser.add_argument(
+        "--model-quota-bytes",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="most bytes the deployed models may take (the active one and the new one); "
+        "default: only the free disk space limits them",
+    )
 
 
 def _add_simulate(parser: argparse.ArgumentParser) -> None:
@@ -236,6 +259,7 @@ def enroll_command(args: argparse.Namespace, state_dir: Path) -> int:
         heartbeat_interval_s=result.heartbeat_interval_s,
         hardware=profile.to_json(),
         tier=tier,
+        signing=result.signing,
     )
     path = save_agent_state(ensure_private_dir(state_dir), state)
     print(f"enrolled as {tier} device; state in {path}", file=sys.stderr)
@@ -250,9 +274,10 @@ def run_command(args: argparse.Namespace, state_dir: Path) -> int:
     from edge_agent.telemetry import TelemetrySampler
 
     try:
-        state = load_agent_state(state_dir)
+        state_file = AgentStateFile(state_dir, load_agent_state(state_dir))
     except StateError as exc:
         return _fail(str(exc))
+    state = state_file.state
     hardware = state.hardware
     power = choose_power_source(
         float(hardware.get("power_idle_w", 5.0)), float(hardware.get("power_busy_w", 20.0))
@@ -263,13 +288,14 @@ def run_command(args: argparse.Namespace, state_dir: Path) -> int:
     )
 
     def remember_interval(interval_s: float) -> None:
-        save_agent_state(state_dir, replace(state, heartbeat_interval_s=interval_s))
+        state_file.update(heartbeat_interval_s=interval_s)
 
     stop = StopToken()
     stop.install_signal_handlers()
     with (
         Spool(state_dir / SPOOL_FILE, args.max_queue) as spool,
         AgentClient(state.server, state.credential) as client,
+        model_services(args, state_dir, state_file) as reconciler,
     ):
         log.info("device %s reporting to %s (power: %s)", state.device_id, state.server, power.name)
         runner = AgentRunner(
@@ -280,6 +306,7 @@ def run_command(args: argparse.Namespace, state_dir: Path) -> int:
             stop,
             random.Random(),
             on_interval_change=remember_interval,
+            on_order=reconciler.offer,
         )
         outcome = runner.run()
     if outcome is RunOutcome.CREDENTIAL_REJECTED:
@@ -288,6 +315,40 @@ def run_command(args: argparse.Namespace, state_dir: Path) -> int:
             EXIT_CREDENTIAL_REJECTED,
         )
     return EXIT_OK
+
+
+@contextmanager
+def model_services(
+    args: argparse.Namespace, state_dir: Path, state_file: AgentStateFile
+) -> Iterator[Reconciler]:
+    """The threads that follow model orders (docs/rollouts.md), stopped on the way out.
+
+    Each has its own HTTP client: a download streaming on one connection must not hold
+    up a status report or a heartbeat on another.
+    """
+    from edge_agent.deploy import Reconciler
+    from edge_agent.modelstore import ModelStore
+    from edge_agent.status import StatusReporter
+
+    state = state_file.state
+    store = ModelStore(state_dir, args.model_quota_bytes)
+    with ExitStack() as stack:
+        reports_client = stack.enter_context(AgentClient(state.server, state.credential))
+        models_client = stack.enter_context(AgentClient(state.server, state.credential))
+        reporter = StatusReporter(reports_client.report_model_status).start()
+        stack.callback(reporter.stop)
+        reconciler = Reconciler(
+            store,
+            state.trust_store(),
+            models_client,
+            reporter,
+            on_trust_change=lambda trust: state_file.update(signing=trust.to_signing_json()),
+        ).start()
+        stack.callback(reconciler.stop)
+        active = store.active()
+        if active is not None:
+            log.info("serving model version %d (%s)", active.version, active.sha256[:12])
+        yield reconciler
 
 
 def simulate_command(args: argparse.Namespace, state_dir: Path) -> int:

@@ -17,7 +17,7 @@ import httpx
 
 from edge_agent import __version__
 from edge_agent.download import ProgressCallback, StopCheck, download_artifact
-from edge_agent.manifest import ArtifactRef
+from edge_agent.manifest import ArtifactRef, TrustStore
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class EnrollResult:
     credential: str
     heartbeat_interval_s: float
     server_time: str | None
+    signing: dict[str, str] | None = None  # the key to pin; None: the server signs nothing
 
 
 @dataclass(frozen=True)
@@ -199,9 +200,27 @@ def parse_enroll(response: httpx.Response) -> EnrollResult:
             credential=str(body["credential"]),
             heartbeat_interval_s=_positive_interval(body.get("heartbeat_interval_s")) or 10.0,
             server_time=body.get("server_time"),
+            signing=parse_signing(body.get("signing")),
         )
     except (KeyError, TypeError) as exc:
         raise UnexpectedResponse(f"malformed enrollment answer: {str(body)[:200]}") from exc
+
+
+def parse_signing(value: Any) -> dict[str, str] | None:
+    """The enrollment answer's ``signing`` key, checked; None when absent or unusable.
+
+    An unusable key does not fail the enrollment: the token is spent and the credential
+    is good, so the agent keeps both and refuses model orders (``unsigned``) until it is
+    enrolled again, which the log says.
+    """
+    if value is None:
+        log.warning("the server sent no signing key: model orders will be refused")
+        return None
+    try:
+        return TrustStore.from_signing_json(value).to_signing_json()
+    except ValueError as exc:
+        log.error("the server's signing key is unusable (%s): model orders will be refused", exc)
+        return None
 
 
 def parse_heartbeat(response: httpx.Response) -> HeartbeatResult:

@@ -161,8 +161,8 @@ class Reconciler:
         status: StatusSink,
         config: DeployConfig | None = None,
         *,
-        on_trust_change: Callable[[TrustStore], None] | None = None,
-        on_active_change: Callable[[InstalledVersion | None], None] | None = None,
+        on_trust_change: Callable[[TrustStore], object] | None = None,
+        on_active_change: Callable[[InstalledVersion | None], object] | None = None,
         rng: random.Random | None = None,
         now: Callable[[], datetime] = utc_now,
         clock: Callable[[], float] = time.monotonic,
@@ -414,7 +414,7 @@ class Reconciler:
         )
 
     @staticmethod
-    def _notify(callback: Callable[[Any], None] | None, value: Any) -> None:
+    def _notify(callback: Callable[[Any], object] | None, value: Any) -> None:
         if callback is None:
             return
         try:

@@ -19,6 +19,7 @@ from edge_agent.backoff import Backoff, jittered
 from edge_agent.client import (
     CredentialRejected,
     HeartbeatResult,
+    ModelOrder,
     RejectedBatch,
     RetryableError,
     TooLarge,
@@ -42,20 +43,39 @@ class Interrupted(BaseException):
 
 
 class StopToken:
-    """Asks the runner to stop, from a signal handler or from another thread."""
+    """Asks the runner to stop, from a signal handler or from another thread.
+
+    It also carries the lighter request to ``wake``: go round the loop now (a nudge from
+    the server says there is news), without stopping.
+    """
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._stop_requested = False
         self._signalled = False
+        self._woken = False
         self._interruptible = False
 
     @property
     def requested(self) -> bool:
-        return self._signalled or self._event.is_set()
+        return self._signalled or self._stop_requested
 
     def request(self) -> None:
         """Stop from another thread; the runner wakes from its wait at once."""
+        self._stop_requested = True
         self._event.set()
+
+    def wake(self) -> None:
+        """End the current wait early, from another thread, without stopping."""
+        self._woken = True
+        self._event.set()
+
+    def consume_wake(self) -> bool:
+        """Whether ``wake`` was called since the last time this was asked."""
+        woken, self._woken = self._woken, False
+        if woken and not self._stop_requested:
+            self._event.clear()
+        return woken
 
     def handle_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs in the main thread between two bytecodes of whatever was running. Taking
@@ -127,8 +147,10 @@ class AgentRunner:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_interval_change: Callable[[float], None] | None = None,
+        on_order: Callable[[ModelOrder], None] | None = None,
     ) -> None:
         self._client = client
+        self._on_order = on_order
         self._spool = spool
         self._sampler = sampler
         self._config = config
@@ -158,10 +180,16 @@ class AgentRunner:
         log.info("stopped; %d samples stay queued for the next run", len(self._spool))
         return RunOutcome.STOPPED
 
+    def nudge(self) -> None:
+        """Heartbeat now rather than at the end of the interval (the server has news)."""
+        self._stop.wake()
+
     def _loop(self) -> None:
         self._next_sample_at = retry_at = self._clock()
         while not self._stop.requested:
             now = self._clock()
+            if self._stop.consume_wake():
+                self._next_sample_at = retry_at = now
             if now >= self._next_sample_at:
                 self._take_sample()
                 self._next_sample_at = now + self._jittered_interval()
@@ -224,6 +252,8 @@ class AgentRunner:
         self._backoff.reset()
         log.debug("heartbeat: %d sent, %d accepted", sent, result.accepted)
         self._check_clock(result.server_time)
+        if result.model is not None and self._on_order is not None:
+            self._on_order(result.model)
         wanted = result.heartbeat_interval_s
         if wanted and wanted != self._interval_s and not self._config.interval_is_override:
             log.info("server set heartbeat interval %.1f s -> %.1f s", self._interval_s, wanted)

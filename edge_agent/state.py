@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
-from dataclasses import asdict, dataclass, field
+import threading
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from edge_agent.manifest import TrustStore
+
+log = logging.getLogger(__name__)
 
 STATE_DIR_ENV = "TRIAD_AGENT_STATE_DIR"
 AGENT_STATE_FILE = "agent.json"
@@ -28,9 +34,22 @@ class AgentState:
     heartbeat_interval_s: float
     hardware: dict[str, Any] = field(default_factory=dict)
     tier: str = "edge"
+    # The pinned model-signing key ({algorithm, key_id, public_key}); None in state files
+    # from before signed rollouts, whose agents refuse every model order until re-enrolled.
+    signing: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def trust_store(self) -> TrustStore:
+        """The keys model orders must be signed with; empty (trust nothing) if none is pinned."""
+        if self.signing is None:
+            return TrustStore()
+        try:
+            return TrustStore.from_signing_json(self.signing)
+        except ValueError as exc:
+            log.error("the pinned signing key in the state file is unusable: %s", exc)
+            return TrustStore()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AgentState:
@@ -42,6 +61,7 @@ class AgentState:
                 heartbeat_interval_s=float(data["heartbeat_interval_s"]),
                 hardware=dict(data.get("hardware") or {}),
                 tier=str(data.get("tier") or "edge"),
+                signing=dict(data["signing"]) if data.get("signing") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"state file is incomplete or malformed: {exc!r}") from exc
@@ -126,3 +146,26 @@ def save_agent_state(state_dir: Path, state: AgentState) -> Path:
     path = state_dir / AGENT_STATE_FILE
     write_private_json(path, state.to_json())
     return path
+
+
+class AgentStateFile:
+    """The state file of a running agent, which several threads update field by field.
+
+    The runner remembers a new heartbeat interval while the reconciler pins a rotated key;
+    each update starts from the latest state, so neither undoes the other.
+    """
+
+    def __init__(self, state_dir: Path, state: AgentState) -> None:
+        self._state_dir = state_dir
+        self._state = state
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> AgentState:
+        return self._state
+
+    def update(self, **changes: Any) -> AgentState:
+        with self._lock:
+            self._state = replace(self._state, **changes)
+            save_agent_state(self._state_dir, self._state)
+            return self._state

@@ -11,7 +11,7 @@ import pytest
 
 from edge_agent import hardware
 from edge_agent.cli import main
-from edge_agent.state import write_private_json
+from edge_agent.state import load_agent_state, write_private_json
 
 from .standin import StandInControlPlane
 
@@ -60,6 +60,8 @@ def test_missing_token_names_the_flag(capsys: pytest.CaptureFixture[str]) -> Non
         (["run", "--interval", "0"], "--interval"),
         (["run", "--interval", "abc"], "--interval"),
         (["run", "--max-queue", "0"], "--max-queue"),
+        (["run", "--model-quota-bytes", "-1"], "--model-quota-bytes"),
+        (["run", "--model-quota-bytes", "1e6"], "--model-quota-bytes"),
         ([*SIM, "--mix", "end:1", "--duration", "-1"], "--duration"),
     ],
 )
@@ -107,7 +109,9 @@ def test_enroll_stores_a_private_state_file_and_prints_only_the_id(
         "heartbeat_interval_s",
         "hardware",
         "tier",
+        "signing",
     }
+    assert state["signing"] == control_plane.signing_info()  # pinned for model orders
     assert out.strip() == state["device_id"]
     assert state["credential"] not in out
     sent = control_plane.enrollments[0]
@@ -118,6 +122,23 @@ def test_enroll_stores_a_private_state_file_and_prints_only_the_id(
         "Main St",
     )
     assert sent["hardware"]["cpu_cores"] >= 1
+
+
+def test_enroll_with_a_server_that_signs_nothing_pins_no_key(
+    control_plane: StandInControlPlane, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    control_plane.send_signing = False
+    argv = ["enroll", "--server", control_plane.url, "--token", "tet_good"]
+    assert main([*argv, "--state-dir", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "agent.json").read_text())["signing"] is None
+    assert "model orders will be refused" in caplog.text
+
+
+def test_an_old_state_file_without_a_key_loads_and_trusts_nothing(tmp_path: Path) -> None:
+    old = {"server": "http://x", "device_id": "d", "credential": "c", "heartbeat_interval_s": 10}
+    write_private_json(tmp_path / "agent.json", old)
+    state = load_agent_state(tmp_path)
+    assert state.signing is None and not state.trust_store()
 
 
 def test_state_dir_defaults_to_the_environment(

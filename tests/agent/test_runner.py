@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 import edge_agent
-from edge_agent.client import AgentClient, HeartbeatResult, TooLarge
+from edge_agent.client import AgentClient, HeartbeatResult, ModelOrder, TooLarge
 from edge_agent.runner import AgentRunner, RunnerConfig, RunOutcome, StopToken
 from edge_agent.spool import Spool
 from edge_agent.state import AgentState, save_agent_state
@@ -318,3 +318,27 @@ def test_sigint_aborts_a_hanging_request_without_losing_its_samples(
     assert process.returncode == 0, stderr
     with Spool(tmp_path / "spool.sqlite3") as spool:
         assert len(spool) >= 1  # never acked, so sent again on the next run
+
+
+def test_orders_in_heartbeat_answers_are_handed_over(
+    control_plane: StandInControlPlane, spool: Spool
+) -> None:
+    order = control_plane.publish(None)
+    orders: list[ModelOrder] = []
+    agent = start_agent(control_plane, spool, CountingSampler(), on_order=orders.append)
+    wait_until(lambda: len(orders) >= 2)
+    agent.finish()
+    assert orders[0].deployment_id == order["deployment_id"]
+    assert orders[0].manifest == order["manifest"]
+
+
+def test_a_nudge_heartbeats_at_once_instead_of_after_the_interval(
+    control_plane: StandInControlPlane, spool: Spool
+) -> None:
+    slow = RunnerConfig(interval_s=60.0, interval_is_override=True)
+    agent = start_agent(control_plane, spool, CountingSampler(), slow)
+    wait_until(lambda: len(control_plane.heartbeats) == 1)
+    agent.runner.nudge()
+    wait_until(lambda: len(control_plane.heartbeats) == 2)
+    assert not agent.stop.requested  # woken, not stopped
+    assert agent.finish() is RunOutcome.STOPPED
