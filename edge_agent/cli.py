@@ -42,6 +42,7 @@ from edge_agent.state import (
 
 if TYPE_CHECKING:
     from edge_agent.deploy import Reconciler
+    from edge_agent.inference import InferenceStats, InputStream
 
 log = logging.getLogger("edge_agent")
 
@@ -92,6 +93,15 @@ def non_negative_int(value: str) -> int:
     if number < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {value!r}")
     return number
+
+
+def npz_stream(value: str) -> InputStream:
+    from edge_agent.inference import load_stream
+
+    try:
+        return load_stream(Path(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def label(value: str) -> tuple[str, str]:
@@ -187,6 +197,21 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="most bytes the deployed models may take (the active one and the new one); "
         "default: only the free disk space limits them",
+    )
+    parser.add_argument(
+        "--stream",
+        type=npz_stream,
+        default=None,
+        metavar="PATH.npz",
+        help="inputs for the active model: x (float32, samples on axis 0) and optional y "
+        "(integer labels, for the accuracy metric), cycled; default: random inputs",
+    )
+    parser.add_argument(
+        "--inference-rate",
+        type=positive_float,
+        default=10.0,
+        metavar="HZ",
+        help="inferences per second on the active model (default 10)",
     )
 
 
@@ -295,13 +320,13 @@ def run_command(args: argparse.Namespace, state_dir: Path) -> int:
     with (
         Spool(state_dir / SPOOL_FILE, args.max_queue) as spool,
         AgentClient(state.server, state.credential) as client,
-        model_services(args, state_dir, state_file) as reconciler,
+        model_services(args, state_dir, state_file) as (reconciler, inference_stats),
     ):
         log.info("device %s reporting to %s (power: %s)", state.device_id, state.server, power.name)
         runner = AgentRunner(
             client,
             spool,
-            TelemetrySampler(power),
+            TelemetrySampler(power, inference_stats),
             config,
             stop,
             random.Random(),
@@ -320,19 +345,22 @@ def run_command(args: argparse.Namespace, state_dir: Path) -> int:
 @contextmanager
 def model_services(
     args: argparse.Namespace, state_dir: Path, state_file: AgentStateFile
-) -> Iterator[Reconciler]:
-    """The threads that follow model orders (docs/rollouts.md), stopped on the way out.
+) -> Iterator[tuple[Reconciler, InferenceStats]]:
+    """The threads that follow model orders and serve the model, stopped on the way out.
 
     Each has its own HTTP client: a download streaming on one connection must not hold
     up a status report or a heartbeat on another.
     """
     from edge_agent.deploy import Reconciler
+    from edge_agent.inference import InferenceService, InferenceStats
     from edge_agent.modelstore import ModelStore
     from edge_agent.status import StatusReporter
 
     state = state_file.state
     store = ModelStore(state_dir, args.model_quota_bytes)
     with ExitStack() as stack:
+        inference = InferenceService(args.inference_rate, args.stream, InferenceStats()).start()
+        stack.callback(inference.stop)
         reports_client = stack.enter_context(AgentClient(state.server, state.credential))
         models_client = stack.enter_context(AgentClient(state.server, state.credential))
         reporter = StatusReporter(reports_client.report_model_status).start()
@@ -343,12 +371,12 @@ def model_services(
             models_client,
             reporter,
             on_trust_change=lambda trust: state_file.update(signing=trust.to_signing_json()),
-        ).start()
+            on_active_change=inference.use,
+        )
+        inference.use(store.active())  # before the reconciler may switch
+        reconciler.start()
         stack.callback(reconciler.stop)
-        active = store.active()
-        if active is not None:
-            log.info("serving model version %d (%s)", active.version, active.sha256[:12])
-        yield reconciler
+        yield reconciler, inference.stats
 
 
 def simulate_command(args: argparse.Namespace, state_dir: Path) -> int:

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
 from edge_agent.power import PowerSource
+
+
+class InferenceWindowLike(Protocol):
+    @property
+    def count(self) -> int: ...
+    @property
+    def latencies_ms(self) -> tuple[float, float, float] | None: ...
+    @property
+    def accuracy(self) -> float | None: ...
+
+
+class InferenceSource(Protocol):
+    def take(self) -> InferenceWindowLike:
+        """What ran since the previous call (see edge_agent.inference.InferenceStats)."""
+        ...
 
 
 def utc_timestamp(moment: datetime | None = None) -> str:
@@ -47,10 +62,11 @@ def make_sample(
 
 
 class TelemetrySampler:
-    """Real measurements of this machine; no inference runs yet, so counts are 0."""
+    """Real measurements of this machine, with the inference statistics when a model serves."""
 
-    def __init__(self, power_source: PowerSource) -> None:
+    def __init__(self, power_source: PowerSource, inference: InferenceSource | None = None) -> None:
         self._power = power_source
+        self._inference = inference
         # psutil's non-blocking cpu_percent reports the average since the previous call;
         # the first call has no previous one, so prime it here.
         psutil.cpu_percent(interval=None)
@@ -58,10 +74,16 @@ class TelemetrySampler:
     def sample(self) -> dict[str, Any]:
         cpu = psutil.cpu_percent(interval=None)
         reading = self._power.read(cpu / 100.0)
+        window = self._inference.take() if self._inference is not None else None
         return make_sample(
             ts=utc_timestamp(),
             cpu_percent=cpu,
             memory_percent=psutil.virtual_memory().percent,
             power_w=reading.power_w,
             energy_j=reading.energy_j,
+            inference_count=window.count if window else 0,
+            latencies_ms=window.latencies_ms if window else None,
+            metrics={"accuracy": window.accuracy}
+            if window is not None and window.accuracy is not None
+            else None,
         )

@@ -68,11 +68,15 @@ def last_state(plane: StandInControlPlane, device_id: str) -> tuple[str, str] | 
     return (reports[-1]["state"], reports[-1]["reason"]) if reports else None
 
 
-def test_a_running_agent_installs_orders_and_keeps_heartbeating(
+def test_a_running_agent_installs_orders_serves_them_and_keeps_heartbeating(
     control_plane: StandInControlPlane, tmp_path: Path
 ) -> None:
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    np.savez(tmp_path / "stream.npz", x=x, y=x[:, :3].argmax(axis=1))  # what the models get right
     first = control_plane.publish(MODEL_A, io_for())
-    device_id, process = start_agent(control_plane, tmp_path)
+    state_dir = tmp_path / "state"
+    flags = ["--stream", str(tmp_path / "stream.npz"), "--inference-rate", "50"]
+    device_id, process = start_agent(control_plane, state_dir, extra=flags)
     try:
         wait_until(lambda: last_state(control_plane, device_id) == ("active", ""), 20.0)
         second = control_plane.publish(MODEL_B, io_for())
@@ -83,15 +87,17 @@ def test_a_running_agent_installs_orders_and_keeps_heartbeating(
             ),
             20.0,
         )
-        heartbeats = len(control_plane.received(device_id))
-        wait_until(lambda: len(control_plane.received(device_id)) > heartbeats + 2)
+        wait_until(lambda: any(s["metrics"] for s in control_plane.received(device_id)))
     finally:
         stop(process)
     reports = control_plane.reports(device_id)
     assert reports[0]["deployment_id"] == first["deployment_id"]
     assert reports[-1]["active"] == {"sha256": sha(MODEL_B), "version": 2}
-    assert os.readlink(tmp_path / "models" / "active") == f"versions/{sha(MODEL_B)}"
-    assert os.readlink(tmp_path / "models" / "previous") == f"versions/{sha(MODEL_A)}"
+    assert os.readlink(state_dir / "models" / "active") == f"versions/{sha(MODEL_B)}"
+    assert os.readlink(state_dir / "models" / "previous") == f"versions/{sha(MODEL_A)}"
+    served = [s for s in control_plane.received(device_id) if s["inference_count"]]
+    assert served and all(s["metrics"] == {"accuracy": 1.0} for s in served)
+    assert all(s["latency_p50_ms"] > 0 for s in served)
 
 
 def test_an_agent_enrolled_before_signed_rollouts_refuses_orders_and_says_why(

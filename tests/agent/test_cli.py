@@ -62,6 +62,9 @@ def test_missing_token_names_the_flag(capsys: pytest.CaptureFixture[str]) -> Non
         (["run", "--max-queue", "0"], "--max-queue"),
         (["run", "--model-quota-bytes", "-1"], "--model-quota-bytes"),
         (["run", "--model-quota-bytes", "1e6"], "--model-quota-bytes"),
+        (["run", "--inference-rate", "0"], "--inference-rate"),
+        (["run", "--inference-rate", "fast"], "--inference-rate"),
+        (["run", "--stream", "/nonexistent/stream.npz"], "--stream"),
         ([*SIM, "--mix", "end:1", "--duration", "-1"], "--duration"),
     ],
 )
