@@ -90,6 +90,8 @@ def test_register_builtin_task_once(db: Any, settings: Any, tmp_path: Any) -> No
         "torch",
         [1, 16, 16],
     )
+    deployable = ModelArtifact.objects.get(name="digits-cnn", version="1-onnx")
+    assert (deployable.framework, deployable.input_shape) == ("onnx", [1, 16, 16])
     assert sorted(Dataset.objects.values_list("purpose", "samples")) == [
         ("calibration", 1257),
         ("evaluation", 540),
@@ -97,7 +99,7 @@ def test_register_builtin_task_once(db: Any, settings: Any, tmp_path: Any) -> No
     again = StringIO()
     call_command("register_builtin_task", "digits", "--if-missing", stdout=again)
     assert again.getvalue().strip() == str(artifact.pk)
-    assert ModelArtifact.objects.count() == 1 and Dataset.objects.count() == 2
+    assert ModelArtifact.objects.count() == 2 and Dataset.objects.count() == 2
 
 
 def test_register_builtin_task_bad_epochs(db: Any) -> None:

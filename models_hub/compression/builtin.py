@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from models_hub.compression.architectures import ResNet18Style, SmallCNN
+from models_hub.compression.export import export_onnx
 from models_hub.compression.measure import accuracy
 from models_hub.compression.tasks import Task, load_task
 from models_hub.compression.training import TrainOptions, predict, train
@@ -30,13 +31,14 @@ def teacher(
 
 
 def write_task(name: str, out: Path, arch: str, epochs: int, seed: int) -> dict[str, Any]:
-    """model.pt (saved whole), calib.npz (the training split), eval.npz (the test split)
-    and task.json describing them."""
+    """model.pt (saved whole), model.onnx (its ONNX export, what agents run), calib.npz (the
+    training split), eval.npz (the test split) and task.json describing them."""
     task = load_task(name, seed)
     started = time.perf_counter()
     model = teacher(task, arch, epochs, seed)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model, out / "model.pt")
+    export_onnx(model, task.sample_shape, out / "model.onnx")
     task.train.save(out / "calib.npz")
     task.test.save(out / "eval.npz")
     assert task.test.y is not None
@@ -51,7 +53,7 @@ def write_task(name: str, out: Path, arch: str, epochs: int, seed: int) -> dict[
         "epochs": epochs,
         "test_accuracy": accuracy(predict(model, task.test.x), task.test.y),
         "training_seconds": time.perf_counter() - started,
-        "files": ["model.pt", "calib.npz", "eval.npz"],
+        "files": ["model.pt", "model.onnx", "calib.npz", "eval.npz"],
     }
     (out / "task.json").write_text(json.dumps(info, indent=2))
     return info

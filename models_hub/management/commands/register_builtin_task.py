@@ -2,8 +2,9 @@
 
 Trains the built-in task's teacher (`models_hub.compression.tasks`: seconds on the CPU)
 and registers it with its calibration and evaluation sets, so that a fresh install has a
-model to compress. `--if-missing` does nothing when the model is registered already, so
-the demo runs it at every start.
+model to compress; and its ONNX export as version `1-onnx`, a model agents can run as it
+is. `--if-missing` does nothing when the model is registered already, so the demo runs it
+at every start.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from models_hub import actions
 from models_hub.models import DatasetPurpose, ModelArtifact
 
 VERSION = "1"
+ONNX_VERSION = "1-onnx"
 
 
 class Command(BaseCommand):
@@ -59,6 +61,15 @@ class Command(BaseCommand):
             created_by=None,
             input_shape=info["sample_shape"],
             description=description,
+            task=info["task"],
+        )
+        actions.register_model(
+            upload=_named(folder / "model.onnx"),
+            name=name,
+            version=ONNX_VERSION,
+            created_by=None,
+            description=f"The ONNX export of version {VERSION}, deployable as it is. "
+            + description,
             task=info["task"],
         )
         splits = (
