@@ -293,6 +293,7 @@ def enroll_command(args: argparse.Namespace, state_dir: Path) -> int:
 
 
 def run_command(args: argparse.Namespace, state_dir: Path) -> int:
+    from edge_agent.nudge import NudgeListener
     from edge_agent.power import choose_power_source
     from edge_agent.runner import AgentRunner, RunnerConfig, RunOutcome, StopToken
     from edge_agent.spool import Spool
@@ -333,7 +334,8 @@ def run_command(args: argparse.Namespace, state_dir: Path) -> int:
             on_interval_change=remember_interval,
             on_order=reconciler.offer,
         )
-        outcome = runner.run()
+        with NudgeListener(state.server, state.credential, runner.nudge):
+            outcome = runner.run()
     if outcome is RunOutcome.CREDENTIAL_REJECTED:
         return _fail(
             "the server rejected this device's credential; enroll again with a new token",

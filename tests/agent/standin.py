@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -23,6 +25,8 @@ MAX_BATCH = 500
 ARTIFACTS_PATH = "/api/v1/agents/artifacts/"
 MODEL_STATUS_PATH = "/api/v1/agents/model-status/"
 MODEL_STATES = ("downloading", "verifying", "active", "failed")
+NUDGE_PATH = "/ws/agents/"
+_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _RANGE = re.compile(r"^bytes=(\d+)-$")
 
 
@@ -65,6 +69,10 @@ class StandInControlPlane:
         self.next_version = 1
         self.status_reports: list[tuple[str, dict[str, Any]]] = []  # (device id, body)
         self.status_fail_with: int | None = None  # answer model-status reports with this
+        # The nudge WebSocket: just enough RFC 6455 to accept agents and push text frames.
+        self.websockets_enabled = True  # False: 404, as a server without the endpoint
+        self.websocket_attempts = 0
+        self._websockets: dict[socket.socket, str] = {}  # open connection -> device id
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -86,7 +94,8 @@ class StandInControlPlane:
         self._thread.start()
 
     def stop(self) -> None:
-        """Go away: connections are refused until ``start``."""
+        """Go away: connections are refused until ``start``, open WebSockets are cut."""
+        self.drop_websockets()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -160,6 +169,34 @@ class StandInControlPlane:
         """Every model-status report stored, in arrival order."""
         with self.lock:
             return [body for device, body in self.status_reports if device_id in (None, device)]
+
+    def nudge(self, device_id: str | None = None) -> int:
+        """Send ``{"type": "nudge"}`` to the agents connected (one, or all); how many got it."""
+        payload = json.dumps({"type": "nudge"}).encode()
+        frame = bytes([0x81, len(payload)]) + payload  # FIN + text, unmasked, < 126 bytes
+        sent = 0
+        with self.lock:
+            targets = [s for s, d in self._websockets.items() if device_id in (None, d)]
+        for sock in targets:
+            try:
+                sock.sendall(frame)
+                sent += 1
+            except OSError:
+                with self.lock:
+                    self._websockets.pop(sock, None)
+        return sent
+
+    def websocket_devices(self) -> list[str]:
+        with self.lock:
+            return list(self._websockets.values())
+
+    def drop_websockets(self) -> None:
+        """Cut every nudge connection, as a restarting server would."""
+        with self.lock:
+            sockets, self._websockets = list(self._websockets), {}
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def revoke_all(self) -> None:
         with self.lock:
@@ -303,6 +340,9 @@ def _handler_for(plane: StandInControlPlane) -> type[BaseHTTPRequestHandler]:
                 self._answer(404, {"detail": "Not found."})
 
         def do_GET(self) -> None:
+            if self.path == NUDGE_PATH:
+                self._websocket()
+                return
             if not self.path.startswith(ARTIFACTS_PATH):
                 self._answer(404, {"detail": "Not found."})
                 return
@@ -327,6 +367,49 @@ def _handler_for(plane: StandInControlPlane) -> type[BaseHTTPRequestHandler]:
             self.close_connection = True
             if plane.go_away_after_cut:
                 plane.stop()
+
+        def _websocket(self) -> None:
+            with plane.lock:
+                plane.websocket_attempts += 1
+                credential = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                device_id = plane.credentials.get(credential)
+            if not plane.websockets_enabled:
+                self._answer(404, {"detail": "Not found."})
+                return
+            if device_id is None:
+                self._answer(401, {"detail": "Invalid device credential."})
+                return
+            key = self.headers.get("Sec-WebSocket-Key", "")
+            accept = base64.b64encode(hashlib.sha1((key + _WS_GUID).encode()).digest())
+            self.protocol_version = "HTTP/1.1"  # a 101 must not claim HTTP/1.0
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept.decode())
+            self.end_headers()
+            self.wfile.flush()
+            sock = self.connection
+            with plane.lock:
+                plane._websockets[sock] = device_id
+            self._hold_websocket(sock)
+            with plane.lock:
+                plane._websockets.pop(sock, None)
+            self.close_connection = True
+
+        def _hold_websocket(self, sock: socket.socket) -> None:
+            # Client frames (pings, close) are read and dropped; a close is answered so the
+            # agent's close handshake ends at once.
+            while True:
+                try:
+                    data = sock.recv(4096)
+                except OSError:
+                    return
+                if not data:
+                    return
+                if data[0] & 0x0F == 0x8:
+                    with contextlib.suppress(OSError):
+                        sock.sendall(b"\x88\x00")
+                    return
 
         def _answer(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()

@@ -100,6 +100,20 @@ def test_a_running_agent_installs_orders_serves_them_and_keeps_heartbeating(
     assert all(s["latency_p50_ms"] > 0 for s in served)
 
 
+def test_a_nudge_brings_an_order_long_before_the_next_heartbeat(
+    control_plane: StandInControlPlane, tmp_path: Path
+) -> None:
+    device_id, process = start_agent(control_plane, tmp_path, extra=["--interval", "600"])
+    try:
+        wait_until(lambda: control_plane.websocket_devices() == [device_id], 20.0)
+        wait_until(lambda: len(control_plane.received(device_id)) == 1)
+        control_plane.publish(MODEL_A, io_for())
+        control_plane.nudge(device_id)
+        wait_until(lambda: last_state(control_plane, device_id) == ("active", ""), 20.0)
+    finally:
+        stop(process)
+
+
 def test_an_agent_enrolled_before_signed_rollouts_refuses_orders_and_says_why(
     control_plane: StandInControlPlane, tmp_path: Path
 ) -> None:
