@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-fleet bench-scheduling bench-compression clean
+.PHONY: install demo test lint bench bench-fleet bench-scheduling bench-compression bench-rollout clean
 
 install: $(STAMP)
 
@@ -24,7 +24,7 @@ lint: install
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/lint-imports
 
-bench: bench-scheduling bench-fleet bench-compression
+bench: bench-scheduling bench-fleet bench-compression bench-rollout
 
 bench-fleet: install
 	$(PY) -m benchmarks.fleet $(BENCH_ARGS)
@@ -34,6 +34,9 @@ bench-scheduling: install
 
 bench-compression: install
 	$(PY) -m benchmarks.compression
+
+bench-rollout: install
+	$(PY) -m benchmarks.rollout $(BENCH_ARGS)
 
 clean:
 	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache
