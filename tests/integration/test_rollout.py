@@ -1,10 +1,11 @@
-"""Signed rollouts with the real server and five real agent processes.
+"""Signed rollouts with the real server and real agent processes.
 
 A canary goes first and the rest follow; a failure injected in the canary (an agent whose
 model quota cannot hold the new model) aborts the next rollout and every device that got
 the new model is restored to the old one; a tampered artifact is refused by its hash and
-the device keeps serving its model. The deployments are created with the actions, as the
-API and the pages do; everything else crosses real HTTP.
+the device keeps serving its model; a download cut halfway resumes where it stopped. The
+deployments are created with the actions, as the API and the pages do; everything else
+crosses real HTTP.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from models_hub import actions as hub
 from models_hub.models import ModelArtifact
 from tests.conftest import ROOT
 from tests.deployments.helpers import linear_classifier
-from tests.integration.processes import PYTHON, Process, Processes, Server
+from tests.integration.processes import PYTHON, Process, Processes
+from tests.integration.proxy import CuttingProxy
 
 pytestmark = pytest.mark.service
 
@@ -35,24 +37,28 @@ ROLLOUT_TIMEOUT_S = 60
 
 
 class Fleet:
-    """Five enrolled agents, cam-0 to cam-4, each running in its own process."""
+    """Enrolled agents, each running in its own process, reporting to `server_url`."""
 
-    def __init__(self, processes: Processes, server: Server, env: dict[str, str], root: Path):
-        self.processes, self.server, self.env, self.root = processes, server, env, root
-        _, token = create_enrollment_token(
-            created_by=None, max_uses=AGENTS, ttl=timedelta(minutes=10)
-        )
+    def __init__(
+        self, processes: Processes, env: dict[str, str], root: Path, server_url: str
+    ) -> None:
+        self.processes, self.env, self.root, self.server_url = processes, env, root, server_url
         self.agents: dict[str, Process] = {}
-        for index in range(AGENTS):
-            self.enroll(f"cam-{index}", token)
-            self.start(f"cam-{index}")
+
+    def enroll_and_start(self, names: list[str]) -> None:
+        _, token = create_enrollment_token(
+            created_by=None, max_uses=len(names), ttl=timedelta(minutes=10)
+        )
+        for name in names:
+            self.enroll(name, token)
+            self.start(name)
 
     def state_dir(self, name: str) -> Path:
         return self.root / name
 
     def enroll(self, name: str, token: str) -> None:
         enrolled = subprocess.run(
-            [PYTHON, "-m", "edge_agent", "enroll", "--server", self.server.url, "--token", token,
+            [PYTHON, "-m", "edge_agent", "enroll", "--server", self.server_url, "--token", token,
              "--state-dir", str(self.state_dir(name)), "--name", name, "--tier", "end"],
             cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
@@ -81,7 +87,9 @@ class Fleet:
 def fleet(processes: Processes, subprocess_env: dict[str, str], tmp_path: Path) -> Fleet:
     server = processes.server(subprocess_env)
     processes.wait_server_ready(server)
-    return Fleet(processes, server, subprocess_env, tmp_path / "agents")
+    fleet = Fleet(processes, subprocess_env, tmp_path / "agents", server.url)
+    fleet.enroll_and_start([f"cam-{index}" for index in range(AGENTS)])
+    return fleet
 
 
 def register(tmp_path: Path, version: str, seed: int) -> ModelArtifact:
@@ -156,3 +164,27 @@ def test_canary_then_the_rest_then_a_failed_canary_rolls_back_and_tampering_is_r
     assert (refused.state, refused.reason) == (TargetState.FAILED, "hash_mismatch"), refused.detail
     assert fleet.active_sha256("cam-2") == v1.sha256
     assert "hash_mismatch" in fleet.agents["cam-2"].log()
+
+
+def test_a_download_cut_halfway_resumes_where_it_stopped(
+    processes: Processes, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    server = processes.server(subprocess_env)
+    processes.wait_server_ready(server)
+    size = 8 << 20
+    proxy = CuttingProxy(server.port, cut_after_bytes=size // 2, outage_s=1.5)
+    try:
+        fleet = Fleet(processes, subprocess_env, tmp_path / "agents", proxy.url)
+        fleet.enroll_and_start(["cam-0"])
+        path = linear_classifier(tmp_path / "big.onnx", seed=7, size_bytes=size)
+        with path.open("rb") as upload:
+            model = hub.register_model(upload=upload, name="big", version="1", created_by=None)
+        deployment = deploy(model, fleet.devices("cam-0"))
+        processes.wait_until(lambda: finished(deployment), "the rollout to end", ROLLOUT_TIMEOUT_S)
+        assert deployment.status == DeploymentStatus.SUCCEEDED, target_states(deployment)
+        assert proxy.cuts == 1
+        resumed_from = [int(r.removeprefix("bytes=").rstrip("-")) for r in proxy.ranges_asked()]
+        assert resumed_from and 0 < resumed_from[0] < size, proxy.ranges_asked()
+        assert fleet.active_sha256("cam-0") == model.sha256
+    finally:
+        proxy.close()
