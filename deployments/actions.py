@@ -658,12 +658,11 @@ def renew_expiring_orders(now: datetime | None = None) -> int:
     agent that reinstalls (a wiped disk, a replaced device) never finds an expired one."""
     now = now or timezone.now()
     horizon = now + timedelta(seconds=settings.TRIAD_MANIFEST_TTL_S / 2)
+    held = _held_model_orders()
     renewed = 0
-    for manifest in SignedManifest.objects.filter(expires_at__lt=horizon).select_related(
-        "deployment"
-    ):
-        holders = _holders(manifest)
-        if not holders or manifest.deployment is None:
+    expiring = SignedManifest.objects.filter(pk__in=held, expires_at__lt=horizon)
+    for manifest in expiring.select_related("deployment"):
+        if manifest.deployment is None:
             continue
         with transaction.atomic():
             deployment = _locked(manifest.deployment)
@@ -671,17 +670,21 @@ def renew_expiring_orders(now: datetime | None = None) -> int:
             if deployment.manifest_id == manifest.pk:
                 deployment.manifest = fresh
                 deployment.save(update_fields=["manifest"])
-            _order_devices(deployment, fresh, holders)
+            _order_devices(deployment, fresh, held[manifest.pk])
             renewed += 1
     return renewed
 
 
-def _holders(manifest: SignedManifest) -> list[uuid.UUID]:
-    return list(
-        Device.objects.filter(desired_model__manifest__signed__version=manifest.pk).values_list(
-            "pk", flat=True
-        )
+def _held_model_orders() -> dict[int, list[uuid.UUID]]:
+    """Manifest version -> the devices whose model order carries it (one query, reading
+    only the version out of each order)."""
+    rows = Device.objects.filter(desired_model__isnull=False).values_list(
+        "pk", "desired_model__manifest__signed__version"
     )
+    held: dict[int, list[uuid.UUID]] = {}
+    for device_id, version in rows:
+        held.setdefault(int(version), []).append(device_id)
+    return held
 
 
 # --- hardware-in-the-loop profiling ---------------------------------------------------
@@ -741,17 +744,21 @@ def start_profiling(
     ProfilingTarget.objects.bulk_create(
         ProfilingTarget(run=run, device=device, deadline_at=deadline) for device in chosen
     )
-    order = {
-        "run_id": str(run.pk),
-        "manifest": run.manifest.document(),
-        "artifact_url": ARTIFACT_URL.format(sha256=artifact.sha256),
-        "runs": runs,
-        "key_rotations": keyring().rotations(),
-    }
     ids = [device.pk for device in chosen]
-    Device.objects.filter(pk__in=ids).update(desired_profile=order)
+    Device.objects.filter(pk__in=ids).update(desired_profile=_profile_order(run))
     transaction.on_commit(lambda: events.nudge_agents(ids))
     return run
+
+
+def _profile_order(run: ProfilingRun) -> dict[str, Any]:
+    """The `desired_state.profile` a device finds in its heartbeat answers."""
+    return {
+        "run_id": str(run.pk),
+        "manifest": run.manifest.document(),
+        "artifact_url": ARTIFACT_URL.format(sha256=run.manifest.sha256),
+        "runs": run.runs,
+        "key_rotations": keyring().rotations(),
+    }
 
 
 @transaction.atomic
@@ -822,15 +829,15 @@ def rotate_signing_key() -> str:
     """Rotate the key, re-sign every order devices hold with the new one, and send them
     the rotation chain with it: agents adopt the new key and refuse the old one."""
     new_key = keyring().rotate()
-    orders = Device.objects.filter(desired_model__isnull=False).values_list(
-        "desired_model", flat=True
-    )
-    held = {order["manifest"]["signed"]["version"] for order in orders if order}
-    manifests = SignedManifest.objects.filter(pk__in=held).select_related("deployment")
-    for manifest in manifests:
+    held = _held_model_orders()
+    for manifest in SignedManifest.objects.filter(pk__in=held).select_related("deployment"):
         _store_signature(manifest, manifest.signed)
         if manifest.deployment is not None:
-            _order_devices(manifest.deployment, manifest, _holders(manifest))
+            _order_devices(manifest.deployment, manifest, held[manifest.pk])
+    for run in ProfilingRun.objects.filter(finished=False).select_related("manifest"):
+        _store_signature(run.manifest, run.manifest.signed)
+        holders = Device.objects.filter(desired_profile__run_id=str(run.pk))
+        holders.update(desired_profile=_profile_order(run))
     return new_key.key_id
 
 

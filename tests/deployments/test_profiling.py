@@ -233,3 +233,14 @@ def test_a_task_naming_an_unknown_model_is_refused(
     with pytest.raises(scheduling.SchedulingError) as refused:
         scheduling.build_problem(workload, ["makespan"])
     assert refused.value.field == "workload" and path in refused.value.message
+
+
+def test_rotation_re_signs_profiling_orders(model_v1: ModelArtifact, fleet: FleetFactory):
+    devices = [device for device, _ in fleet(1)]
+    profile(model_v1, devices)
+    trust = TrustStore.pinned(keyring().active().public_key)
+    new_key_id = actions.rotate_signing_key()
+    order = Device.objects.get(pk=devices[0].pk).desired_profile
+    assert order is not None
+    assert trust.apply_rotations(order["key_rotations"]) == [new_key_id]
+    verify_manifest(order["manifest"], trust)
