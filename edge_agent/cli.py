@@ -111,6 +111,19 @@ def label(value: str) -> tuple[str, str]:
     return key.strip(), val
 
 
+def agent_indexes(value: str) -> frozenset[int]:
+    """``0,3`` -> {0, 3}: agent indexes of a simulation."""
+    try:
+        indexes = frozenset(int(part) for part in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected agent indexes like 0,3, got {value!r}"
+        ) from None
+    if any(index < 0 for index in indexes):
+        raise argparse.ArgumentTypeError(f"agent indexes are not negative, got {value!r}")
+    return indexes
+
+
 def tier_mix(value: str) -> dict[str, int]:
     """``cloud:2,edge:4,end:10`` -> {"cloud": 2, "edge": 4, "end": 10}."""
     mix: dict[str, int] = {}
@@ -226,17 +239,21 @@ def _add_simulate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=positive_float, default=None)
     parser.add_argument("--duration", type=positive_float, default=None, help="stop after S s")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--faulty",
+        type=agent_indexes,
+        default=frozenset(),
+        metavar="I,J,...",
+        help="agents (by index, from 0) whose model health checks always fail, with "
+        "reason health_check_failed: for benchmarks and tests of rollouts that must stop",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "simulate" and args.count is not None:
-        total = sum(args.mix.values())
-        if args.count != total:
-            args.command_parser.error(
-                f"argument --mix: counts sum to {total} but --count is {args.count}"
-            )
+    if args.command == "simulate":
+        _check_simulation_size(args)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -245,6 +262,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     state_dir: Path = args.state_dir or default_state_dir()
     handlers = {"enroll": enroll_command, "run": run_command, "simulate": simulate_command}
     return handlers[args.command](args, state_dir)
+
+
+def _check_simulation_size(args: argparse.Namespace) -> None:
+    total = sum(args.mix.values())
+    if args.count is not None and args.count != total:
+        args.command_parser.error(
+            f"argument --mix: counts sum to {total} but --count is {args.count}"
+        )
+    beyond = sorted(index for index in args.faulty if index >= total)
+    if beyond:
+        args.command_parser.error(
+            f"argument --faulty: no agent {beyond[0]} in a simulation of {total} "
+            f"(indexes run from 0 to {total - 1})"
+        )
 
 
 def _fail(message: str, code: int = EXIT_FAILURE) -> int:
@@ -392,6 +423,7 @@ def simulate_command(args: argparse.Namespace, state_dir: Path) -> int:
         interval_s=args.interval,
         duration_s=args.duration,
         seed=args.seed,
+        faulty=args.faulty,
     )
 
     async def simulate() -> int:

@@ -157,7 +157,7 @@ def _fetch(
         request_headers["Range"] = f"bytes={offset}-"
     try:
         with http.stream("GET", url, headers=request_headers) as response:
-            if not _continues_part(response, offset, receiver):
+            if not continues_part(response, offset, receiver):
                 return _Outcome.START_OVER
             _append_body(response, part, receiver, on_progress, should_stop)
     except httpx.TransportError as exc:
@@ -169,7 +169,7 @@ def _fetch(
     return _Outcome.DONE
 
 
-def _continues_part(response: httpx.Response, offset: int, receiver: ArtifactReceiver) -> bool:
+def continues_part(response: httpx.Response, offset: int, receiver: ArtifactReceiver) -> bool:
     """Whether the body continues the part file at ``offset``; raises for error answers."""
     status = response.status_code
     if status == 416:  # the part is longer than the artifact the server has

@@ -1,4 +1,8 @@
-"""``simulate``: many simulated agents in one process, for load tests and demos."""
+"""``simulate``: many simulated agents in one process, for load tests and demos.
+
+Simulated agents follow model orders as real ones do (see ``edge_agent.simrollout`` for
+what they share to fit a hundred on one machine), so a rollout can be load-tested.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ from edge_agent.client import (
 )
 from edge_agent.fleet_model import TIERS, SimulatedDevice, draw_device
 from edge_agent.hardware import HardwareProfile
+from edge_agent.manifest import TrustStore
+from edge_agent.simrollout import SharedArtifacts, SimulatedModels
 from edge_agent.spool import DROPPED_METRIC
 from edge_agent.state import AgentState, StateError, read_json, write_private_json
 
@@ -46,6 +52,12 @@ class SimConfig:
     seed: int = 0
     status_every_s: float = 10.0
     max_connections: int = 100
+    faulty: frozenset[int] = frozenset()  # agent indexes whose health checks always fail
+
+    @property
+    def max_downloads(self) -> int:
+        # Half the pool at most: heartbeats must still find a connection during a rollout.
+        return max(1, self.max_connections // 2)
 
 
 @dataclass
@@ -59,13 +71,19 @@ class SimStats:
     errors: int = 0
     stopped_agents: int = 0
     fatal_reasons: list[str] = field(default_factory=list)
+    model_reports: dict[str, int] = field(default_factory=dict)  # reports sent, by state
+    downloaded_bytes: int = 0
 
     def line(self) -> str:
-        return (
+        line = (
             f"simulate: {self.active}/{self.total} agents enrolled "
             f"({self.enrolled} enrollments, {self.reused} reused), {self.heartbeats} heartbeats "
             f"({self.samples} samples), {self.errors} errors, {self.stopped_agents} stopped"
         )
+        if self.model_reports:
+            states = ", ".join(f"{n} {state}" for state, n in sorted(self.model_reports.items()))
+            line += f"; model reports: {states}; {self.downloaded_bytes} bytes downloaded"
+        return line
 
 
 def tiers_from_mix(mix: dict[str, int]) -> list[str]:
@@ -80,13 +98,26 @@ class SimulatedAgent:
         self,
         device: SimulatedDevice,
         config: SimConfig,
-        client: AsyncAgentClient,
+        http: httpx.AsyncClient,
+        shared: SharedArtifacts,
         stats: SimStats,
     ) -> None:
         self._device = device
         self._config = config
-        self._client = client
+        self._client = AsyncAgentClient(http)
         self._stats = stats
+        self.models = SimulatedModels(
+            device.index,
+            shared,
+            http,
+            credential=lambda: self._state.credential if self._state else "",
+            trust=TrustStore(),
+            report=self._report_model,
+            faulty=device.index in config.faulty,
+            on_trust_change=self._pin_rotated_key,
+        )
+        self._unsent_reports: dict[str, dict[str, Any]] = {}
+        self._reporting = asyncio.Lock()
         self._rng = random.Random(f"triad-sim-timing:{config.seed}:{device.index}")
         self._backoff = Backoff(self._rng)
         self._state_path = config.state_dir / f"sim-{device.index}.json"
@@ -118,6 +149,7 @@ class SimulatedAgent:
             await self._enroll()
             return
         self._state = stored
+        self.models.trust = stored.trust_store()
         # The server knows the stored hardware; keep reporting against it.
         self._device.hardware = HardwareProfile(**stored.hardware)
         self._stats.reused += 1
@@ -161,9 +193,38 @@ class SimulatedAgent:
             heartbeat_interval_s=result.heartbeat_interval_s,
             hardware=device.hardware.to_json(),
             tier=device.tier,
+            signing=result.signing,
         )
+        self.models.trust = self._state.trust_store()
         await asyncio.to_thread(write_private_json, self._state_path, self._state.to_json())
         self._stats.enrolled += 1
+
+    async def _pin_rotated_key(self, trust: TrustStore) -> None:
+        assert self._state is not None
+        self._state = replace(self._state, signing=trust.to_signing_json())
+        await asyncio.to_thread(write_private_json, self._state_path, self._state.to_json())
+
+    async def _report_model(self, body: dict[str, Any]) -> None:
+        """Queue a model-status report in place of any unsent one, and try to send now."""
+        self._stats.model_reports[body["state"]] = (
+            self._stats.model_reports.get(body["state"], 0) + 1
+        )
+        self._unsent_reports.pop(body["deployment_id"], None)
+        self._unsent_reports[body["deployment_id"]] = body
+        await self._send_reports()
+
+    async def _send_reports(self) -> None:
+        async with self._reporting:
+            while self._unsent_reports and self._state is not None:
+                deployment_id, body = next(iter(self._unsent_reports.items()))
+                try:
+                    await self._client.report_model_status(self._state.credential, body)
+                except RetryableError:
+                    return  # the next successful heartbeat sends it again
+                except (Rejected, TooLarge, CredentialRejected) as exc:
+                    log.error("agent %d: model report dropped: %s", self._device.index, exc)
+                if self._unsent_reports.get(deployment_id) is body:
+                    del self._unsent_reports[deployment_id]
 
     def _interval(self) -> float:
         assert self._state is not None
@@ -218,6 +279,9 @@ class SimulatedAgent:
         self._stats.samples += len(batch)
         if result.heartbeat_interval_s and self._config.interval_s is None:
             self._state = replace(self._state, heartbeat_interval_s=result.heartbeat_interval_s)
+        self.models.offer(result.model)
+        if self._unsent_reports:
+            await self._send_reports()
         return now
 
     async def _recover_credential(self, exc: CredentialRejected) -> None:
@@ -233,9 +297,15 @@ class _AgentStopped(Exception):
     """This simulated agent cannot go on (retired device, refused enrollment)."""
 
 
-async def _report_status(stats: SimStats, every_s: float, report: Callable[[str], None]) -> None:
+async def _report_status(
+    stats: SimStats,
+    every_s: float,
+    report: Callable[[str], None],
+    agents: list[SimulatedAgent],
+) -> None:
     while True:
         await asyncio.sleep(every_s)
+        stats.downloaded_bytes = sum(agent.models.downloaded_bytes for agent in agents)
         report(stats.line())
 
 
@@ -252,23 +322,25 @@ async def run_simulation(
         max_connections=max(1, min(config.max_connections, len(tiers))),
         max_keepalive_connections=max(1, min(config.max_connections, len(tiers))),
     )
+    shared = SharedArtifacts(config.state_dir / "sim-models", config.max_downloads)
     async with httpx.AsyncClient(
         base_url=config.server,
         limits=limits,
         timeout=DEFAULT_TIMEOUT,
         headers={"User-Agent": USER_AGENT},
     ) as http:
-        client = AsyncAgentClient(http)
         agents = [
-            SimulatedAgent(draw_device(index, tier, config.seed), config, client, stats)
+            SimulatedAgent(draw_device(index, tier, config.seed), config, http, shared, stats)
             for index, tier in enumerate(tiers)
         ]
         tasks = [asyncio.create_task(agent.run()) for agent in agents]
-        reporter = asyncio.create_task(_report_status(stats, config.status_every_s, report))
+        reporter = asyncio.create_task(_report_status(stats, config.status_every_s, report, agents))
         await _wait_for_end(tasks, stop, config.duration_s)
         for task in [*tasks, reporter]:
             task.cancel()
         results = await asyncio.gather(*tasks, reporter, return_exceptions=True)
+        await asyncio.gather(*(agent.models.close() for agent in agents))
+        stats.downloaded_bytes = sum(agent.models.downloaded_bytes for agent in agents)
     for result in results:
         if isinstance(result, Exception):
             log.error("a simulated agent crashed: %r", result)

@@ -15,6 +15,7 @@ import sys
 import edge_agent.cli, edge_agent.simulate, edge_agent.runner, edge_agent.power
 import edge_agent.manifest, edge_agent.modelstore, edge_agent.download, edge_agent.health
 import edge_agent.deploy, edge_agent.status, edge_agent.inference, edge_agent.nudge
+import edge_agent.simrollout
 forbidden = sorted(m for m in sys.modules if m.split(".")[0] in ("django", "torch"))
 print(",".join(forbidden))
 """

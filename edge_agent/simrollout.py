@@ -1,0 +1,359 @@
+"""Simulated agents obey model orders too (docs/rollouts.md), so rollouts can be load-tested.
+
+A hundred agents on one machine cannot each keep a copy of a 50 MB model and run
+onnxruntime on it. So each simulated agent downloads *every byte* of the artifact with
+its own request (the server's serving load is real) and verifies the size, the SHA-256,
+the signature chain and the version rules itself, exactly as a real agent does; but the
+process keeps **one file per sha256** (written by one agent at a time while no copy
+exists; the others only count and hash) and runs the onnxruntime health check **once per
+sha256**. Every
+state is reported like a real agent's. ``--faulty`` agents fail every health check, for
+benchmarks and tests of a rollout that has to stop.
+
+What a simulated agent holds (active, previous, versions) lives in memory: a restarted
+simulation installs its orders again, which is what a load test wants anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+
+from edge_agent.backoff import Backoff
+from edge_agent.client import ModelOrder, bearer, model_status_body, same_origin
+from edge_agent.deploy import (
+    PERSISTED_FAILURES,
+    Action,
+    Holdings,
+    health_detail,
+    health_spec,
+    plan_order,
+    utc_now,
+)
+from edge_agent.download import ArtifactReceiver, continues_part
+from edge_agent.health import HealthCheckSpec, HealthReport, health_check
+from edge_agent.manifest import (
+    IoSignature,
+    Manifest,
+    ManifestRefused,
+    Reason,
+    TrustStore,
+    peek_version,
+)
+from edge_agent.modelstore import FailedVersion
+
+log = logging.getLogger(__name__)
+
+INJECTED_FAULT = "injected fault (--faulty)"
+PROGRESS_EVERY_S = 1.0
+
+
+class SharedArtifacts:
+    """The files and health checks the simulated agents of one process share, by sha256."""
+
+    def __init__(self, directory: Path, max_downloads: int) -> None:
+        self.directory = directory
+        self.partial = directory / "partial"
+        self.partial.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.downloads = asyncio.Semaphore(max_downloads)
+        self._checks: dict[str, asyncio.Task[HealthReport | ManifestRefused]] = {}
+        self._writers: set[str] = set()
+        self._changes = asyncio.Event()  # set, and replaced, whenever a copy or writer changes
+
+    def model_path(self, sha256: str) -> Path:
+        return self.directory / f"{sha256}.onnx"
+
+    def has(self, sha256: str) -> bool:
+        return self.model_path(sha256).is_file()
+
+    def part_path(self, sha256: str, agent_index: int) -> Path:
+        return self.partial / f"{sha256}.{agent_index}.part"
+
+    def claim_writer(self, sha256: str) -> bool:
+        """Whether the caller should write ``sha256``'s copy: none exists and nobody writes one."""
+        if self.has(sha256) or sha256 in self._writers:
+            return False
+        self._writers.add(sha256)
+        return True
+
+    def release_writer(self, sha256: str, part: Path, verified: bool) -> None:
+        """The writer is done: its verified part becomes the copy, any other part goes."""
+        if verified and not self.has(sha256):
+            os.replace(part, self.model_path(sha256))
+        part.unlink(missing_ok=True)
+        self._writers.discard(sha256)
+        self._changes.set()
+        self._changes = asyncio.Event()
+
+    async def wait_for_copy(self, sha256: str) -> bool:
+        """True once a copy exists; False if none does and nobody is writing one."""
+        while not self.has(sha256):
+            if sha256 not in self._writers:
+                return False
+            await self._changes.wait()
+        return True
+
+    async def health(self, sha256: str, io: IoSignature) -> HealthReport:
+        """The onnxruntime check of ``sha256``, run once for all agents; raises its refusal."""
+        if sha256 not in self._checks:
+            self._checks[sha256] = asyncio.create_task(self._check(sha256, io))
+        outcome = await asyncio.shield(self._checks[sha256])
+        if isinstance(outcome, ManifestRefused):
+            raise outcome
+        return outcome
+
+    async def _check(self, sha256: str, io: IoSignature) -> HealthReport | ManifestRefused:
+        # No budget here: each agent compares the p50 with its own order's budget.
+        spec = HealthCheckSpec(latency_budget_ms=None, probe_runs=5)
+        try:
+            return await asyncio.to_thread(health_check, self.model_path(sha256), io, spec)
+        except ManifestRefused as refusal:
+            return refusal
+
+
+@dataclass
+class SimulatedHoldings:
+    active: tuple[str, int] | None = None
+    previous: tuple[str, int] | None = None
+    current_version: int | None = None
+    highest_version: int | None = None
+    failed: dict[int, FailedVersion] = field(default_factory=dict)
+
+    def holdings(self) -> Holdings:
+        return Holdings(
+            self.active,
+            self.previous[0] if self.previous else None,
+            self.current_version,
+            self.highest_version,
+            dict(self.failed),
+        )
+
+    def accept(self, version: int) -> None:
+        self.current_version = version
+        self.highest_version = max(version, self.highest_version or 0)
+
+    def switch_to(self, active: tuple[str, int] | None) -> None:
+        if self.active is not None and (active is None or self.active[0] != active[0]):
+            self.previous = self.active
+        self.active = active
+
+
+Report = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class SimulatedModels:
+    """One simulated agent's side of rollouts: follows its latest order on a task of its own."""
+
+    def __init__(
+        self,
+        index: int,
+        shared: SharedArtifacts,
+        http: httpx.AsyncClient,
+        credential: Callable[[], str],
+        trust: TrustStore,
+        report: Report,
+        faulty: bool = False,
+        on_trust_change: Callable[[TrustStore], Awaitable[None]] | None = None,
+    ) -> None:
+        self.index = index
+        self.trust = trust
+        self.held = SimulatedHoldings()
+        self.downloaded_bytes = 0
+        self._shared = shared
+        self._http = http
+        self._credential = credential
+        self._report_body = report
+        self._faulty = faulty
+        self._on_trust_change = on_trust_change
+        self._backoff = Backoff(random.Random(f"triad-sim-models:{index}"), 1.0, 60.0)
+        self._order: ModelOrder | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def offer(self, order: ModelOrder | None) -> None:
+        """Follow ``order`` from now on; a newer order cancels the one in progress."""
+        if order is None or order == self._order:
+            return
+        if self._task is not None:
+            self._task.cancel()
+        self._order = order
+        self._task = asyncio.create_task(self.follow(order))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def follow(self, order: ModelOrder) -> None:
+        try:
+            if self.trust.apply_rotations(order.key_rotations) and self._on_trust_change:
+                await self._on_trust_change(self.trust)
+            plan = plan_order(order, self.trust, self.held.holdings(), utc_now())
+            await self._carry_out(order, plan.action, plan.manifest, plan.failure)
+        except ManifestRefused as refusal:
+            await self._refused(order, refusal)
+
+    async def _carry_out(
+        self,
+        order: ModelOrder,
+        action: Action,
+        manifest: Manifest,
+        failure: FailedVersion | None,
+    ) -> None:
+        version = manifest.version
+        if action is Action.REPORT_FAILED and failure is not None:
+            await self._report(order, version, "failed", 0.0, failure.reason, failure.detail)
+            return
+        if action is Action.DEACTIVATE:
+            self.held.switch_to(None)
+        elif action is Action.REFRESH:
+            assert self.held.active is not None
+            self.held.active = (self.held.active[0], version)
+        elif action in (Action.SWITCH_BACK, Action.INSTALL):
+            await self._install(order, manifest, download=action is Action.INSTALL)
+            return
+        if action is not Action.CONFIRM:
+            self.held.accept(version)
+        await self._report(order, version, "active", 1.0)
+
+    async def _install(self, order: ModelOrder, manifest: Manifest, download: bool) -> None:
+        artifact = manifest.artifact
+        assert artifact is not None and manifest.io is not None
+        if download:
+            await self._download(order, manifest)
+        while not await self._shared.wait_for_copy(artifact.sha256):
+            await self._download(order, manifest)  # the writer gave up: write it this time
+        await self._report(order, manifest.version, "verifying", 1.0)
+        report = await self._health(order, manifest)
+        self.held.switch_to((artifact.sha256, manifest.version))
+        self.held.accept(manifest.version)
+        await self._report(order, manifest.version, "active", 1.0, "", health_detail(report))
+
+    async def _health(self, order: ModelOrder, manifest: Manifest) -> HealthReport:
+        assert manifest.artifact is not None and manifest.io is not None
+        if self._faulty:
+            raise ManifestRefused(Reason.HEALTH_CHECK_FAILED, INJECTED_FAULT)
+        report = await self._shared.health(manifest.artifact.sha256, manifest.io)
+        budget = health_spec(order).latency_budget_ms
+        if budget is not None and report.p50_ms > budget:
+            raise ManifestRefused(
+                Reason.HEALTH_CHECK_FAILED,
+                f"the probe's p50 latency {report.p50_ms:.2f} ms exceeds the budget of {budget} ms",
+            )
+        return report
+
+    async def _download(self, order: ModelOrder, manifest: Manifest) -> None:
+        """Every byte, with this agent's own requests; resumed from its count after a failure."""
+        artifact = manifest.artifact
+        assert artifact is not None
+        receiver = ArtifactReceiver(artifact)
+        writes = self._shared.claim_writer(artifact.sha256)
+        part = self._shared.part_path(artifact.sha256, self.index)
+        verified = False
+        await self._report(order, manifest.version, "downloading", 0.0)
+        try:
+            while not verified:
+                try:
+                    async with self._shared.downloads:
+                        await self._fetch(
+                            order, manifest.version, receiver, part if writes else None
+                        )
+                    receiver.finish()
+                    verified = True
+                except ManifestRefused as refusal:
+                    if not refusal.retryable:
+                        raise
+                    await self._retry_later(order, manifest.version, receiver, refusal)
+            self._backoff.reset()
+        finally:
+            if writes:
+                self._shared.release_writer(artifact.sha256, part, verified)
+
+    async def _retry_later(
+        self, order: ModelOrder, version: int, receiver: ArtifactReceiver, refusal: ManifestRefused
+    ) -> None:
+        delay = self._backoff.next_delay()
+        detail = f"{refusal.detail}; retry in {delay:.0f} s"
+        reason = Reason.DOWNLOAD_FAILED.value
+        await self._report(order, version, "downloading", receiver.fraction, reason, detail)
+        await asyncio.sleep(delay)
+
+    async def _fetch(
+        self, order: ModelOrder, version: int, receiver: ArtifactReceiver, part: Path | None
+    ) -> None:
+        assert order.artifact_url is not None
+        offset = receiver.received
+        own_server = same_origin(str(self._http.base_url), order.artifact_url)
+        headers = bearer(self._credential()) if own_server else {}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        loop = asyncio.get_running_loop()
+        last_report = loop.time()
+        try:
+            async with self._http.stream("GET", order.artifact_url, headers=headers) as response:
+                if not continues_part(response, offset, receiver):
+                    receiver.restart()
+                    raise ManifestRefused(Reason.DOWNLOAD_FAILED, "the server refused the range")
+                with _open_part(part, receiver.received) as out:
+                    async for chunk in response.aiter_bytes():
+                        receiver.feed(chunk)
+                        self.downloaded_bytes += len(chunk)
+                        if out is not None:
+                            out.write(chunk)
+                        if loop.time() - last_report >= PROGRESS_EVERY_S:
+                            last_report = loop.time()
+                            await self._report(order, version, "downloading", receiver.fraction)
+        except httpx.TransportError as exc:
+            raise ManifestRefused(
+                Reason.DOWNLOAD_FAILED, f"{type(exc).__name__} after {receiver.received} bytes"
+            ) from exc
+
+    async def _refused(self, order: ModelOrder, refusal: ManifestRefused) -> None:
+        version = peek_version(order.manifest)
+        if refusal.reason in PERSISTED_FAILURES and version is not None:
+            failure = FailedVersion(refusal.reason.value, refusal.detail, order.deployment_id)
+            self.held.failed[version] = failure
+        log.debug("simulated agent %d refused an order: %s", self.index, refusal)
+        await self._report(order, version or 1, "failed", 0.0, refusal.reason.value, refusal.detail)
+
+    async def _report(
+        self,
+        order: ModelOrder,
+        version: int,
+        state: str,
+        progress: float,
+        reason: str = "",
+        detail: str = "",
+    ) -> None:
+        body = model_status_body(
+            order.deployment_id, version, state, progress, reason, detail, self.held.active
+        )
+        await self._report_body(body)
+
+
+class _open_part:
+    """The part file to append to, or nothing when another agent's copy is kept instead."""
+
+    def __init__(self, part: Path | None, offset: int) -> None:
+        self._part = part
+        self._offset = offset
+        self._handle: BinaryIO | None = None
+
+    def __enter__(self) -> BinaryIO | None:
+        if self._part is None:
+            return None
+        self._handle = self._part.open("r+b" if self._offset and self._part.exists() else "wb")
+        self._handle.truncate(self._offset)
+        self._handle.seek(self._offset)
+        return self._handle
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
