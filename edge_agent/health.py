@@ -17,12 +17,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from edge_agent.client import DEFAULT_PROBE_RUNS
 from edge_agent.manifest import IoSignature, ManifestRefused, Reason, TensorSpec
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PROBE_RUNS = 5
-MAX_PROBE_RUNS = 1000
 
 
 @dataclass(frozen=True)
@@ -134,9 +132,9 @@ def _check_outputs(outputs: list[Any], io: IoSignature) -> None:
     for spec, value in zip(io.outputs, outputs, strict=True):
         array = np.asarray(value)
         if not shape_matches(array.shape, spec.shape):
-            expected = [axis for axis in spec.shape]
             raise _failed(
-                f"output {spec.name!r} has shape {list(array.shape)}, the manifest says {expected}"
+                f"output {spec.name!r} has shape {list(array.shape)}, "
+                f"the manifest says {list(spec.shape)}"
             )
         if array.dtype != np.dtype(spec.dtype):
             raise _failed(f"output {spec.name!r} is {array.dtype}, the manifest says {spec.dtype}")

@@ -20,7 +20,8 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -338,22 +339,13 @@ class SimulatedModels:
         await self._report_body(body)
 
 
-class _open_part:
-    """The part file to append to, or nothing when another agent's copy is kept instead."""
-
-    def __init__(self, part: Path | None, offset: int) -> None:
-        self._part = part
-        self._offset = offset
-        self._handle: BinaryIO | None = None
-
-    def __enter__(self) -> BinaryIO | None:
-        if self._part is None:
-            return None
-        self._handle = self._part.open("r+b" if self._offset and self._part.exists() else "wb")
-        self._handle.truncate(self._offset)
-        self._handle.seek(self._offset)
-        return self._handle
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._handle is not None:
-            self._handle.close()
+@contextmanager
+def _open_part(part: Path | None, offset: int) -> Iterator[BinaryIO | None]:
+    """The part file to append to at ``offset``, or None when this agent only hashes."""
+    if part is None:
+        yield None
+        return
+    with part.open("r+b" if offset and part.exists() else "wb") as handle:
+        handle.truncate(offset)
+        handle.seek(offset)
+        yield handle
