@@ -1,5 +1,5 @@
-"""WebSocket consumers that relay fleet, scheduling and model hub events to operators'
-browsers."""
+"""WebSocket consumers that relay fleet, scheduling, model hub and rollout events to
+operators' browsers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from controlplane.roles import is_operator
+from deployments.events import DEPLOYMENTS_GROUP, deployment_group
 from devices.events import FLEET_GROUP, device_group
 from models_hub.events import JOBS_GROUP as HUB_JOBS_GROUP
 from models_hub.events import job_group as hub_job_group
@@ -115,3 +116,25 @@ class CompressionJobsConsumer(OperatorConsumer):
 
     async def job_status(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "status", "job": event["job"]})
+
+
+class DeploymentConsumer(OperatorConsumer):
+    """A rollout's page: its status, phase and counts, and each device's state."""
+
+    def get_group(self) -> str:
+        return deployment_group(self.scope["url_route"]["kwargs"]["deployment_id"])
+
+    async def deployment_status(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "status", "deployment": event["deployment"]})
+
+    async def deployment_targets(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "targets", "targets": event["targets"]})
+
+
+class DeploymentsConsumer(OperatorConsumer):
+    """The rollout list: every deployment's status, phase and counts."""
+
+    group_name = DEPLOYMENTS_GROUP
+
+    async def deployment_status(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "status", "deployment": event["deployment"]})

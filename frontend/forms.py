@@ -8,16 +8,21 @@ from typing import Any
 
 from django import forms
 
+from deployments.actions import DeploymentError, RolloutPolicy, TargetSelector
+from deployments.api.serializers import DeploymentCreateSerializer
+from deployments.models import TargetKind
+from devices.models import Device, Tier
+from frontend import deployment_queries
 from frontend.hub_queries import DatasetChoices
 from models_hub.actions import MAX_SEED, ModelHubError
-from models_hub.models import Dataset, DatasetPurpose
+from models_hub.models import Dataset, DatasetPurpose, ModelArtifact, Variant
 from scheduling.actions import SchedulingError
 from scheduling.api.serializers import (
     DEFAULT_OBJECTIVES,
     MAX_COMMENT_CHARS,
     SchedulingJobCreateSerializer,
 )
-from scheduling.models import Algorithm, Objective
+from scheduling.models import Algorithm, Decision, Objective
 from scheduling.templates import TEMPLATES, TemplateError, TemplateParameter
 
 # Choice key -> (label, lifetime). Short lifetimes by default: a token is a secret.
@@ -398,4 +403,221 @@ class CompressionJobForm(ModelHubForm):
         return {
             name: data[name]
             for name in ("recipe", "calibration", "evaluation", "training", "parameters", "seed")
+        }
+
+
+# --- rollouts -------------------------------------------------------------------------------
+_DEPLOY_FIELDS = DeploymentCreateSerializer().fields
+_LATENCY_BUDGET: Any = _DEPLOY_FIELDS["latency_budget_ms"]
+# The field that holds each target kind's argument: a refusal of "the targets" goes there.
+TARGET_FIELDS: dict[str, str] = {
+    TargetKind.DEVICES: "devices",
+    TargetKind.TIER: "tier",
+    TargetKind.LABELS: "labels",
+    TargetKind.DECISION: "decision",
+}
+LABEL_KEY_CHARS = 100
+LABEL_VALUE_CHARS = 200
+
+
+class ModelArtifactChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.name} {obj.version}"
+
+
+class VariantChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.model.name} {obj.model.version} · {obj.name} (job {str(obj.job_id)[:8]})"
+
+
+class DeviceChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.name} ({obj.tier}, {obj.status})"
+
+
+class DecisionChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        from frontend.scheduling_queries import solution_label
+
+        return (
+            f"{obj.job.workload.name}: {solution_label(obj.solution)} of job "
+            f"{str(obj.job_id)[:8]} ({len(obj.solution.assignment)} tasks)"
+        )
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """KEY=VALUE lines, as the fleet page writes labels; blank lines are skipped."""
+    labels: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, equals, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not equals or not key:
+            raise forms.ValidationError(f"Line {number} is not KEY=VALUE: {line.strip()!r}.")
+        if len(key) > LABEL_KEY_CHARS or len(value) > LABEL_VALUE_CHARS:
+            raise forms.ValidationError(
+                f"Line {number}: keys have at most {LABEL_KEY_CHARS} characters, values "
+                f"{LABEL_VALUE_CHARS}."
+            )
+        if labels.get(key, value) != value:
+            raise forms.ValidationError(f"{key} is given twice, with different values.")
+        labels[key] = value
+    return labels
+
+
+class DeploymentForm(SchedulingForm):
+    """What to deploy (an ONNX model or a variant), to which devices, and how carefully.
+
+    Each target kind reads one argument field (the page shows only that one); the others
+    are ignored. `deployments.actions.create_deployment` checks the rest, and its refusals
+    land on the field they name.
+    """
+
+    name = forms.CharField(
+        max_length=200, required=False, help_text="Blank: named after the model and its targets."
+    )
+    model = ModelArtifactChoiceField(
+        label="ONNX model",
+        queryset=ModelArtifact.objects.none(),
+        required=False,
+        empty_label="— none: deploy a variant —",
+        help_text="A registered ONNX model as it is.",
+    )
+    variant = VariantChoiceField(
+        queryset=Variant.objects.none(),
+        required=False,
+        empty_label="— none: deploy the model —",
+        help_text="Or a compressed variant (of any model: compression exports them to ONNX).",
+    )
+    target_kind = forms.ChoiceField(
+        label="Targets",
+        choices=TargetKind.choices,
+        initial=TargetKind.DEVICES,
+        widget=forms.RadioSelect,
+    )
+    devices = DeviceChoiceField(
+        queryset=Device.objects.none(),
+        required=False,
+        widget=forms.SelectMultiple(attrs={"size": 8}),
+        help_text="Retired devices are not offered. Ctrl or Shift to choose several.",
+    )
+    tier = forms.ChoiceField(choices=[("", "—"), *Tier.choices], required=False)
+    labels = forms.CharField(
+        label="Label selector",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "site=north\nrole=camera"}),
+        help_text="KEY=VALUE, one per line: devices that carry them all.",
+    )
+    decision = DecisionChoiceField(
+        label="Scheduling decision",
+        queryset=Decision.objects.none(),
+        required=False,
+        empty_label="—",
+        help_text="An approved decision: the devices its solution places tasks on.",
+    )
+    tasks = forms.CharField(
+        max_length=2000,
+        required=False,
+        help_text="Only the devices of these task ids (commas or spaces). Blank: every task.",
+    )
+    canary_percent = _bounded(
+        _DEPLOY_FIELDS["canary_percent"],
+        label="Canary %",
+        help_text="Of the targets, released first (at least one device unless 0).",
+    )
+    batch_percent = _bounded(
+        _DEPLOY_FIELDS["batch_percent"],
+        label="Batch %",
+        help_text="Of the targets, released per batch once the phase before has settled.",
+    )
+    max_failed_percent = _bounded(
+        _DEPLOY_FIELDS["max_failed_percent"],
+        label="Max failed %",
+        help_text="Of the released devices; above it everything rolls back. 0: any failure.",
+    )
+    device_timeout_s = _bounded(
+        _DEPLOY_FIELDS["device_timeout_s"],
+        label="Per-device timeout (s)",
+        help_text="A device that has not confirmed by then counts as failed.",
+    )
+    latency_budget_ms = forms.FloatField(
+        label="Latency budget (ms)",
+        required=False,
+        min_value=_LATENCY_BUDGET.min_value,
+        help_text="The health check's p50 on the device must stay under it. Blank: none.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = {
+            "model": deployment_queries.onnx_models(),
+            "variant": deployment_queries.variants(),
+            "devices": deployment_queries.deployable_devices(),
+            "decision": deployment_queries.approved_decisions(),
+        }
+        for name, queryset in choices.items():
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = queryset
+        tier = self.fields["tier"]
+        assert isinstance(tier, forms.ChoiceField)
+        counts = deployment_queries.tier_counts()
+        tier.choices = [
+            ("", "—"),
+            *((value, f"{label} ({counts[value]} devices)") for value, label in Tier.choices),
+        ]
+        for kind, name in TARGET_FIELDS.items():
+            self.fields[name].widget.attrs["data-kind"] = kind
+        self.fields["tasks"].widget.attrs["data-kind"] = TargetKind.DECISION
+
+    def clean_labels(self) -> dict[str, str]:
+        return parse_labels(self.cleaned_data["labels"])
+
+    def clean_tasks(self) -> list[str]:
+        tasks = [task for task in re.split(r"[\s,]+", self.cleaned_data["tasks"]) if task]
+        return list(dict.fromkeys(tasks))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        chosen = cleaned.get("model") or cleaned.get("variant")
+        if not chosen and not self.has_error("model") and not self.has_error("variant"):
+            self.add_error("model", "Choose an ONNX model or a variant to deploy.")
+        kind = cleaned.get("target_kind")
+        argument = TARGET_FIELDS.get(kind or "")
+        if argument and not self.has_error(argument) and not cleaned.get(argument):
+            self.add_error(argument, "Required for these targets.")
+        return cleaned
+
+    def refuse(self, error: SchedulingError | DeploymentError) -> None:
+        """Put the action's refusal next to its field; "the targets" (devices already in a
+        rollout) next to the field that chose them."""
+        field = error.field
+        if field == "targets":
+            field = TARGET_FIELDS.get(self.cleaned_data["target_kind"])
+        self.add_error(field if field in self.fields else None, error.message)
+
+    def deployment_arguments(self) -> dict[str, Any]:
+        """What `create_deployment` takes, less the user. Only the chosen kind's argument
+        is read: the fields of the other kinds may hold whatever was typed before."""
+        data = self.cleaned_data
+        variant: Variant | None = data["variant"]
+        kind = data["target_kind"]
+        argument: dict[str, Any] = {TARGET_FIELDS[kind]: data[TARGET_FIELDS[kind]]}
+        if kind == TargetKind.DEVICES:
+            argument["devices"] = [device.pk for device in data["devices"]]
+        elif kind == TargetKind.DECISION:
+            argument = {"decision": data["decision"].pk, "tasks": data["tasks"]}
+        return {
+            "model": data["model"] or (variant.model if variant else None),
+            "variant": variant,
+            "name": data["name"],
+            "selector": TargetSelector(kind=kind, **argument),
+            "policy": RolloutPolicy(
+                canary_percent=data["canary_percent"],
+                batch_percent=data["batch_percent"],
+                max_failed_percent=data["max_failed_percent"],
+                device_timeout_s=data["device_timeout_s"],
+                latency_budget_ms=data["latency_budget_ms"],
+            ),
         }

@@ -10,4 +10,6 @@ websocket_urlpatterns = [
     path("ws/scheduling/decisions/", consumers.DecisionsConsumer.as_asgi()),
     path("ws/models/jobs/", consumers.CompressionJobsConsumer.as_asgi()),
     path("ws/models/jobs/<uuid:job_id>/", consumers.CompressionJobConsumer.as_asgi()),
+    path("ws/deployments/", consumers.DeploymentsConsumer.as_asgi()),
+    path("ws/deployments/<uuid:deployment_id>/", consumers.DeploymentConsumer.as_asgi()),
 ]

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from frontend import hub_views, scheduling_views, views
+from frontend import deployment_views, hub_views, scheduling_views, views
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
@@ -77,6 +77,29 @@ urlpatterns = [
         "models/variants/<uuid:variant_id>/download/",
         hub_views.variant_download,
         name="models-variant-download",
+    ),
+    # Rollouts
+    path("deployments/", deployment_views.deployments, name="deployments"),
+    path("deployments/new/", deployment_views.deployment_new, name="deployment-new"),
+    path(
+        "deployments/<uuid:deployment_id>/",
+        deployment_views.deployment_detail,
+        name="deployment",
+    ),
+    path(
+        "deployments/<uuid:deployment_id>/pause/",
+        deployment_views.deployment_pause,
+        name="deployment-pause",
+    ),
+    path(
+        "deployments/<uuid:deployment_id>/resume/",
+        deployment_views.deployment_resume,
+        name="deployment-resume",
+    ),
+    path(
+        "deployments/<uuid:deployment_id>/abort/",
+        deployment_views.deployment_abort,
+        name="deployment-abort",
     ),
 ]
 

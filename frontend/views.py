@@ -27,7 +27,7 @@ from django.views.static import was_modified_since
 
 from devices import actions
 from devices.models import Device, DeviceStatus, EnrollmentToken
-from frontend import queries
+from frontend import deployment_queries, queries
 from frontend.decorators import operator_required
 from frontend.forms import EnrollmentTokenForm
 
@@ -60,6 +60,8 @@ def device_detail(request: HttpRequest, device_id: UUID) -> HttpResponse:
         "history": device.status_changes.all()[:50],
         "telemetry": queries.recent_telemetry(device),
         "plotly_version": PLOTLY_VERSION,
+        "active_model": deployment_queries.active_model(device),
+        "rollouts": deployment_queries.device_rollouts(device),
     }
     return render(request, "frontend/device.html", context)
 

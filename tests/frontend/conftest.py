@@ -1,5 +1,6 @@
 """Console page tests: `page` runs over a `PageRoleTests` subclass's `pages`; the model hub
-tests share its files and a MEDIA_ROOT of their own."""
+tests share its files and a MEDIA_ROOT of their own; the rollout tests a signing key ring of
+their own too."""
 
 from __future__ import annotations
 
@@ -29,3 +30,10 @@ def hub_media(settings: Any, tmp_path: Path) -> Path:
     root.mkdir()
     settings.MEDIA_ROOT = root
     return root
+
+
+@pytest.fixture
+def signing_dir(settings: Any, tmp_path: Path) -> Path:
+    """A signing key ring of the test's own (made the first time a manifest is signed)."""
+    settings.TRIAD_SIGNING_KEY_DIR = tmp_path / "signing"
+    return Path(settings.TRIAD_SIGNING_KEY_DIR)
