@@ -364,6 +364,7 @@ def run_command(args: argparse.Namespace, state_dir: Path) -> int:
             random.Random(),
             on_interval_change=remember_interval,
             on_order=reconciler.offer,
+            on_profile=reconciler.offer_profile,
         )
         with NudgeListener(state.server, state.credential, runner.nudge):
             outcome = runner.run()
@@ -396,13 +397,17 @@ def model_services(
         stack.callback(inference.stop)
         reports_client = stack.enter_context(AgentClient(state.server, state.credential))
         models_client = stack.enter_context(AgentClient(state.server, state.credential))
+        profiles_client = stack.enter_context(AgentClient(state.server, state.credential))
         reporter = StatusReporter(reports_client.report_model_status).start()
         stack.callback(reporter.stop)
+        profile_reporter = StatusReporter(profiles_client.report_profile_result, key="run_id")
+        stack.callback(profile_reporter.start().stop)
         reconciler = Reconciler(
             store,
             state.trust_store(),
             models_client,
             reporter,
+            profile_results=profile_reporter,
             on_trust_change=lambda trust: state_file.update(signing=trust.to_signing_json()),
             on_active_change=inference.use,
         )

@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 ENROLL_PATH = "/api/v1/agents/enroll/"
 HEARTBEAT_PATH = "/api/v1/agents/heartbeat/"
 MODEL_STATUS_PATH = "/api/v1/agents/model-status/"
+PROFILE_RESULT_PATH = "/api/v1/agents/profile-result/"
 DEFAULT_PROBE_RUNS = 5
 MAX_PROBE_RUNS = 100
+MAX_PROFILE_RUNS = 1000
 USER_AGENT = f"triad-edge-agent/{__version__}"
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
@@ -108,11 +110,23 @@ class ModelOrder:
 
 
 @dataclass(frozen=True)
+class ProfileOrder:
+    """``desired_state.profile``: time a model on this device without installing it."""
+
+    run_id: str
+    manifest: Any  # the signed document, as received
+    artifact_url: str | None
+    runs: int
+    key_rotations: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
 class HeartbeatResult:
     accepted: int
     server_time: str | None
     heartbeat_interval_s: float | None  # from desired_state; None when the server sent none
     model: ModelOrder | None = None  # desired_state.model; None: no order, keep what runs
+    profile: ProfileOrder | None = None  # desired_state.profile; None: nothing to time
 
 
 def format_field_errors(errors: Any, prefix: str = "") -> list[str]:
@@ -234,6 +248,7 @@ def parse_heartbeat(response: httpx.Response) -> HeartbeatResult:
         server_time=body.get("server_time"),
         heartbeat_interval_s=_positive_interval(desired.get("heartbeat_interval_s")),
         model=parse_model_order(desired.get("model")),
+        profile=parse_profile_order(desired.get("profile")),
     )
 
 
@@ -264,6 +279,26 @@ def parse_model_order(value: Any) -> ModelOrder | None:
     )
 
 
+def parse_profile_order(value: Any) -> ProfileOrder | None:
+    """Shape ``desired_state.profile``; None when absent, null, or without a run id."""
+    if value is None:
+        return None
+    run_id = value.get("run_id") if isinstance(value, dict) else None
+    if not isinstance(run_id, str) or not run_id:
+        log.warning("ignoring a profiling order without a run_id: %s", str(value)[:200])
+        return None
+    url = value.get("artifact_url")
+    runs = value.get("runs")
+    rotations = value.get("key_rotations")
+    return ProfileOrder(
+        run_id=run_id,
+        manifest=value.get("manifest"),
+        artifact_url=url if isinstance(url, str) and url else None,
+        runs=_bounded_runs(runs, MAX_PROFILE_RUNS, default=50),
+        key_rotations=tuple(rotations) if isinstance(rotations, list) else (),
+    )
+
+
 def _latency_budget(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
@@ -276,9 +311,13 @@ def _latency_budget(value: Any) -> float | None:
 
 
 def _probe_runs(value: Any) -> int:
+    return _bounded_runs(value, MAX_PROBE_RUNS, DEFAULT_PROBE_RUNS)
+
+
+def _bounded_runs(value: Any, most: int, default: int) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
-        return min(max(value, 1), MAX_PROBE_RUNS)
-    return DEFAULT_PROBE_RUNS
+        return min(max(value, 1), most)
+    return default
 
 
 def enroll_body(
@@ -331,6 +370,26 @@ def model_status_body(
         "detail": detail[:MAX_DETAIL_CHARS],
         "active": {"sha256": active[0], "version": active[1]} if active else None,
     }
+
+
+def profile_result_body(
+    run_id: str,
+    state: str,
+    p50_ms: float | None = None,
+    p95_ms: float | None = None,
+    runs: int = 0,
+    reason: str = "",
+    detail: str = "",
+) -> dict[str, Any]:
+    """The profiling result (docs/rollouts.md, "Profiling"): ``measured`` or ``failed``."""
+    if state not in ("measured", "failed"):
+        raise ValueError(f"unknown profiling state {state!r}")
+    body: dict[str, Any] = {"run_id": run_id, "state": state}
+    if state == "measured":
+        body.update(p50_ms=p50_ms, p95_ms=p95_ms, runs=runs)
+    else:
+        body.update(reason=str(reason), detail=detail[:MAX_DETAIL_CHARS])
+    return body
 
 
 def bearer(credential: str) -> dict[str, str]:
@@ -391,8 +450,15 @@ class AgentClient:
 
     def report_model_status(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST a model-status report; the server's answer (the device's rollout state)."""
+        return self._post_report(MODEL_STATUS_PATH, body)
+
+    def report_profile_result(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a profiling result; the server's answer."""
+        return self._post_report(PROFILE_RESULT_PATH, body)
+
+    def _post_report(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         with transport_errors_are_retryable():
-            response = self._http.post(MODEL_STATUS_PATH, json=body, headers=self._auth())
+            response = self._http.post(path, json=body, headers=self._auth())
         raise_for_error(response, ReportRejected)
         answer = _json_or_text(response)
         return answer if isinstance(answer, dict) else {}
@@ -439,10 +505,16 @@ class AsyncAgentClient:
         return parse_heartbeat(response)
 
     async def report_model_status(self, credential: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._post_report(MODEL_STATUS_PATH, credential, body)
+
+    async def report_profile_result(self, credential: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._post_report(PROFILE_RESULT_PATH, credential, body)
+
+    async def _post_report(
+        self, path: str, credential: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         with transport_errors_are_retryable():
-            response = await self._http.post(
-                MODEL_STATUS_PATH, json=body, headers=bearer(credential)
-            )
+            response = await self._http.post(path, json=body, headers=bearer(credential))
         raise_for_error(response, ReportRejected)
         answer = _json_or_text(response)
         return answer if isinstance(answer, dict) else {}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge_agent.backoff import Backoff
-from edge_agent.client import ModelOrder, model_status_body
+from edge_agent.client import ModelOrder, ProfileOrder, model_status_body, profile_result_body
 from edge_agent.download import DownloadStopped, ProgressCallback, StopCheck
 from edge_agent.health import HealthCheckSpec, HealthReport, health_check
 from edge_agent.manifest import (
@@ -149,8 +149,11 @@ def utc_now() -> datetime:
 class Reconciler:
     """Follows the latest model order: on a thread (``offer``/``start``) or in the caller's.
 
-    ``on_trust_change`` persists a rotated signing key; ``on_active_change`` tells the
-    inference loop which model serves now (None: none). Neither may raise into a rollout.
+    It also carries out profiling orders (``offer_profile``), on the same thread so that
+    the two never download at once or move the trusted key under each other; a model
+    order goes first. ``on_trust_change`` persists a rotated signing key;
+    ``on_active_change`` tells the inference loop which model serves now (None: none).
+    Neither may raise into a rollout.
     """
 
     def __init__(
@@ -161,6 +164,7 @@ class Reconciler:
         status: StatusSink,
         config: DeployConfig | None = None,
         *,
+        profile_results: StatusSink | None = None,
         on_trust_change: Callable[[TrustStore], object] | None = None,
         on_active_change: Callable[[InstalledVersion | None], object] | None = None,
         rng: random.Random | None = None,
@@ -171,6 +175,7 @@ class Reconciler:
         self._trust = trust
         self._source = source
         self._status = status
+        self._profile_results = profile_results
         self._config = config or DeployConfig()
         self._on_trust_change = on_trust_change
         self._on_active_change = on_active_change
@@ -180,6 +185,8 @@ class Reconciler:
         self._cond = threading.Condition()
         self._latest: ModelOrder | None = None
         self._handled: ModelOrder | None = None
+        self._latest_profile: ProfileOrder | None = None
+        self._handled_profile: ProfileOrder | None = None
         self._stopping = False
         self._thread: threading.Thread | None = None
         if not trust:
@@ -200,6 +207,15 @@ class Reconciler:
                 self._latest = order
                 self._cond.notify_all()
 
+    def offer_profile(self, order: ProfileOrder | None) -> None:
+        """Hand over a heartbeat's profiling order; None changes nothing."""
+        if order is None:
+            return
+        with self._cond:
+            if order != self._latest_profile:
+                self._latest_profile = order
+                self._cond.notify_all()
+
     def start(self) -> Reconciler:
         self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
         self._thread.start()
@@ -215,31 +231,54 @@ class Reconciler:
     def _run(self) -> None:
         while (order := self._next_order()) is not None:
             try:
-                self.reconcile(order)
+                if isinstance(order, ProfileOrder):
+                    self.profile(order)
+                else:
+                    self.reconcile(order)
             except Superseded:
-                log.info("order of deployment %s superseded or stopped", order.deployment_id)
+                log.info("%s superseded or stopped", _describe(order))
             except Exception:  # the thread must survive a bug in one order's handling
-                log.exception("following the order of deployment %s failed", order.deployment_id)
-                self._handled = order
+                log.exception("carrying out %s failed", _describe(order))
+                self._mark_handled(order)
 
-    def _next_order(self) -> ModelOrder | None:
+    def _next_order(self) -> ModelOrder | ProfileOrder | None:
         with self._cond:
-            self._cond.wait_for(lambda: self._stopping or self._unhandled() is not None)
-            return None if self._stopping else self._unhandled()
+            self._cond.wait_for(lambda: self._stopping or self._pending() is not None)
+            return None if self._stopping else self._pending()
+
+    def _pending(self) -> ModelOrder | ProfileOrder | None:
+        return self._unhandled() or self._unhandled_profile()
 
     def _unhandled(self) -> ModelOrder | None:
         latest = self._latest
         return latest if latest is not None and latest != self._handled else None
 
-    def _superseded(self, order: ModelOrder) -> bool:
-        latest = self._latest
-        return self._stopping or (latest is not None and latest is not order and latest != order)
+    def _unhandled_profile(self) -> ProfileOrder | None:
+        latest = self._latest_profile
+        return latest if latest is not None and latest != self._handled_profile else None
 
-    def _wait(self, order: ModelOrder, delay_s: float) -> None:
+    def _mark_handled(self, order: ModelOrder | ProfileOrder) -> None:
+        if isinstance(order, ProfileOrder):
+            self._handled_profile = order
+        else:
+            self._handled = order
+
+    def _superseded(self, order: ModelOrder | ProfileOrder) -> bool:
+        """A newer order of the same kind came; a profile also yields to any model order."""
+        if self._stopping:
+            return True
+        if isinstance(order, ProfileOrder):
+            latest_profile = self._latest_profile
+            newer = latest_profile is not None and latest_profile != order
+            return newer or self._unhandled() is not None
+        latest = self._latest
+        return latest is not None and latest is not order and latest != order
+
+    def _wait(self, order: ModelOrder | ProfileOrder, delay_s: float) -> None:
         """Sleep before a retry; raise Superseded at once if a newer order comes."""
         with self._cond:
             if self._cond.wait_for(lambda: self._superseded(order), timeout=delay_s):
-                raise Superseded(order.deployment_id)
+                raise Superseded(_describe(order))
 
     # --- one order
 
@@ -252,9 +291,7 @@ class Reconciler:
         self._handled = order
 
     def _follow(self, order: ModelOrder) -> None:
-        if self._trust.apply_rotations(order.key_rotations):
-            log.info("signing key rotated; now trusting %s", sorted(self._trust.keys))
-            self._notify(self._on_trust_change, self._trust)
+        self._apply_rotations(order.key_rotations)
         plan = plan_order(order, self._trust, self._holdings(), self._now())
         manifest = plan.manifest
         if plan.action is Action.CONFIRM:
@@ -271,6 +308,11 @@ class Reconciler:
             self._switch_back(order, manifest)
         else:
             self._install(order, manifest)
+
+    def _apply_rotations(self, chain: tuple[Any, ...]) -> None:
+        if self._trust.apply_rotations(chain):
+            log.info("signing key rotated; now trusting %s", sorted(self._trust.keys))
+            self._notify(self._on_trust_change, self._trust)
 
     def _holdings(self) -> Holdings:
         links = self._store.links()
@@ -324,8 +366,6 @@ class Reconciler:
     def _download(
         self, order: ModelOrder, manifest: Manifest, artifact: ArtifactRef, part: Path
     ) -> None:
-        assert order.artifact_url is not None
-        backoff = Backoff(self._rng, self._config.retry_base_s, self._config.retry_cap_s)
         progress = _ProgressReports(
             functools.partial(self._report, order, manifest.version, "downloading"),
             self._config.progress_every_s,
@@ -333,18 +373,34 @@ class Reconciler:
         )
         have = part.stat().st_size if part.exists() else 0
         progress.start(min(have / artifact.size, 1.0) if artifact.size else 0.0)
+        assert order.artifact_url is not None
+        self._download_with_retries(
+            order, order.artifact_url, artifact, part, progress.update, progress.retrying
+        )
+
+    def _download_with_retries(
+        self,
+        order: ModelOrder | ProfileOrder,
+        url: str,
+        artifact: ArtifactRef,
+        part: Path,
+        on_progress: ProgressCallback | None = None,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> None:
+        """Download until verified, waiting out failures with backoff; Superseded if asked."""
+        backoff = Backoff(self._rng, self._config.retry_base_s, self._config.retry_cap_s)
         while True:
             try:
                 self._source.download_artifact(
-                    order.artifact_url,
+                    url,
                     part,
                     artifact,
-                    on_progress=progress.update,
+                    on_progress=on_progress,
                     should_stop=lambda: self._superseded(order),
                 )
                 return
             except DownloadStopped as exc:
-                raise Superseded(order.deployment_id) from exc
+                raise Superseded(_describe(order)) from exc
             except ManifestRefused as refusal:
                 if not refusal.retryable:
                     raise
@@ -355,9 +411,10 @@ class Reconciler:
                     backoff.attempt,
                     delay,
                 )
-                # Not "failed": the server would count an outage as a broken device. The
-                # reason rides along with the downloading state until the retry succeeds.
-                progress.retrying(f"{refusal.detail}; retry {backoff.attempt} in {delay:.0f} s")
+                if on_retry is not None:
+                    # Not "failed": the server would count an outage as a broken device. The
+                    # reason rides along with the downloading state until the retry succeeds.
+                    on_retry(f"{refusal.detail}; retry {backoff.attempt} in {delay:.0f} s")
                 self._wait(order, delay)
 
     def _activate(self, order: ModelOrder, manifest: Manifest, model_path: Path) -> None:
@@ -382,6 +439,55 @@ class Reconciler:
     def _accept(self, version: int) -> None:
         self._store.record.accept(version)
         self._store.save_record()
+
+    # --- profiling (docs/rollouts.md, "Profiling")
+
+    def profile(self, order: ProfileOrder) -> None:
+        """Time the order's model on this device without installing it, and report it."""
+        try:
+            body = self._measure(order)
+        except ManifestRefused as refusal:
+            log.warning("profiling run %s failed: %s", order.run_id, refusal)
+            body = profile_result_body(
+                order.run_id, "failed", reason=refusal.reason.value, detail=refusal.detail
+            )
+        self._handled_profile = order
+        if self._profile_results is not None:
+            self._profile_results.report(body)
+
+    def _measure(self, order: ProfileOrder) -> dict[str, Any]:
+        self._apply_rotations(order.key_rotations)
+        manifest = verify_manifest(order.manifest, self._trust)
+        # No version rule: timing an older model is legitimate, and accepts nothing.
+        check_freshness(manifest, self._now(), None)
+        if manifest.artifact is None or manifest.io is None:
+            raise ManifestRefused(Reason.MALFORMED, "a profiling order must name an artifact")
+        path, downloaded = self._file_to_profile(order, manifest.artifact)
+        try:
+            report = health_check(path, manifest.io, HealthCheckSpec(None, order.runs))
+        finally:
+            if downloaded:
+                path.unlink(missing_ok=True)  # profiled, not installed: give the space back
+        log.info(
+            "profiling run %s: p50 %.2f ms over %d runs", order.run_id, report.p50_ms, report.runs
+        )
+        return profile_result_body(
+            order.run_id, "measured", report.p50_ms, report.p95_ms, report.runs
+        )
+
+    def _file_to_profile(self, order: ProfileOrder, artifact: ArtifactRef) -> tuple[Path, bool]:
+        """A staged copy if the device holds one, else a fresh download (True: delete it after)."""
+        links = self._store.links()
+        if artifact.sha256 in (links.active, links.previous):
+            staged = self._store.installed(artifact.sha256)
+            if staged is not None and self._store.verify_file(staged):
+                return staged.model_path, False
+        if order.artifact_url is None:
+            raise ManifestRefused(Reason.MALFORMED, "the profiling order has no artifact_url")
+        self._store.check_space(artifact.sha256, artifact.size)
+        part = self._store.part_path(artifact.sha256)
+        self._download_with_retries(order, order.artifact_url, artifact, part)
+        return part, True
 
     def _refused(self, order: ModelOrder, refusal: ManifestRefused) -> None:
         version = peek_version(order.manifest)
@@ -421,6 +527,12 @@ class Reconciler:
             callback(value)
         except Exception:
             log.exception("a model-change listener failed")
+
+
+def _describe(order: ModelOrder | ProfileOrder) -> str:
+    if isinstance(order, ProfileOrder):
+        return f"the profiling order of run {order.run_id}"
+    return f"the order of deployment {order.deployment_id}"
 
 
 class _ProgressReports:

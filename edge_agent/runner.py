@@ -20,6 +20,7 @@ from edge_agent.client import (
     CredentialRejected,
     HeartbeatResult,
     ModelOrder,
+    ProfileOrder,
     RejectedBatch,
     RetryableError,
     TooLarge,
@@ -148,9 +149,11 @@ class AgentRunner:
         clock: Callable[[], float] = time.monotonic,
         on_interval_change: Callable[[float], None] | None = None,
         on_order: Callable[[ModelOrder], None] | None = None,
+        on_profile: Callable[[ProfileOrder], None] | None = None,
     ) -> None:
         self._client = client
         self._on_order = on_order
+        self._on_profile = on_profile
         self._spool = spool
         self._sampler = sampler
         self._config = config
@@ -254,6 +257,8 @@ class AgentRunner:
         self._check_clock(result.server_time)
         if result.model is not None and self._on_order is not None:
             self._on_order(result.model)
+        if result.profile is not None and self._on_profile is not None:
+            self._on_profile(result.profile)
         wanted = result.heartbeat_interval_s
         if wanted and wanted != self._interval_s and not self._config.interval_is_override:
             log.info("server set heartbeat interval %.1f s -> %.1f s", self._interval_s, wanted)

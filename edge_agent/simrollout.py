@@ -17,6 +17,7 @@ simulation installs its orders again, which is what a load test wants anyway.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -29,7 +30,14 @@ from typing import Any, BinaryIO
 import httpx
 
 from edge_agent.backoff import Backoff
-from edge_agent.client import ModelOrder, bearer, model_status_body, same_origin
+from edge_agent.client import (
+    ModelOrder,
+    ProfileOrder,
+    bearer,
+    model_status_body,
+    profile_result_body,
+    same_origin,
+)
 from edge_agent.deploy import (
     PERSISTED_FAILURES,
     Action,
@@ -42,12 +50,15 @@ from edge_agent.deploy import (
 from edge_agent.download import ArtifactReceiver, continues_part
 from edge_agent.health import HealthCheckSpec, HealthReport, health_check
 from edge_agent.manifest import (
+    ArtifactRef,
     IoSignature,
     Manifest,
     ManifestRefused,
     Reason,
     TrustStore,
+    check_freshness,
     peek_version,
+    verify_manifest,
 )
 from edge_agent.modelstore import FailedVersion
 
@@ -148,6 +159,7 @@ class SimulatedHoldings:
 
 
 Report = Callable[[dict[str, Any]], Awaitable[None]]
+Progress = Callable[[float, str, str], Awaitable[None]]  # fraction, reason, detail
 
 
 class SimulatedModels:
@@ -161,6 +173,7 @@ class SimulatedModels:
         credential: Callable[[], str],
         trust: TrustStore,
         report: Report,
+        report_profile: Report,
         faulty: bool = False,
         on_trust_change: Callable[[TrustStore], Awaitable[None]] | None = None,
     ) -> None:
@@ -172,11 +185,14 @@ class SimulatedModels:
         self._http = http
         self._credential = credential
         self._report_body = report
+        self._report_profile = report_profile
         self._faulty = faulty
         self._on_trust_change = on_trust_change
         self._backoff = Backoff(random.Random(f"triad-sim-models:{index}"), 1.0, 60.0)
         self._order: ModelOrder | None = None
         self._task: asyncio.Task[None] | None = None
+        self._profile_order: ProfileOrder | None = None
+        self._profile_task: asyncio.Task[None] | None = None
 
     def offer(self, order: ModelOrder | None) -> None:
         """Follow ``order`` from now on; a newer order cancels the one in progress."""
@@ -188,14 +204,18 @@ class SimulatedModels:
         self._task = asyncio.create_task(self.follow(order))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [task for task in (self._task, self._profile_task) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _apply_rotations(self, chain: tuple[Any, ...]) -> None:
+        if self.trust.apply_rotations(chain) and self._on_trust_change is not None:
+            await self._on_trust_change(self.trust)
 
     async def follow(self, order: ModelOrder) -> None:
         try:
-            if self.trust.apply_rotations(order.key_rotations) and self._on_trust_change:
-                await self._on_trust_change(self.trust)
+            await self._apply_rotations(order.key_rotations)
             plan = plan_order(order, self.trust, self.held.holdings(), utc_now())
             await self._carry_out(order, plan.action, plan.manifest, plan.failure)
         except ManifestRefused as refusal:
@@ -227,15 +247,27 @@ class SimulatedModels:
     async def _install(self, order: ModelOrder, manifest: Manifest, download: bool) -> None:
         artifact = manifest.artifact
         assert artifact is not None and manifest.io is not None
-        if download:
-            await self._download(order, manifest)
-        while not await self._shared.wait_for_copy(artifact.sha256):
-            await self._download(order, manifest)  # the writer gave up: write it this time
+        progress = functools.partial(self._report, order, manifest.version, "downloading")
+        await self._fetch_copy(order.artifact_url, artifact, progress, download)
         await self._report(order, manifest.version, "verifying", 1.0)
         report = await self._health(order, manifest)
         self.held.switch_to((artifact.sha256, manifest.version))
         self.held.accept(manifest.version)
         await self._report(order, manifest.version, "active", 1.0, "", health_detail(report))
+
+    async def _fetch_copy(
+        self,
+        url: str | None,
+        artifact: ArtifactRef,
+        progress: Progress | None,
+        download: bool = True,
+    ) -> None:
+        """Download (if asked), then make sure the process holds a copy to check."""
+        while download or not await self._shared.wait_for_copy(artifact.sha256):
+            if url is None:
+                raise ManifestRefused(Reason.MALFORMED, "the order has no artifact_url")
+            await self._download(url, artifact, progress)
+            download = False
 
     async def _health(self, order: ModelOrder, manifest: Manifest) -> HealthReport:
         assert manifest.artifact is not None and manifest.io is not None
@@ -250,55 +282,51 @@ class SimulatedModels:
             )
         return report
 
-    async def _download(self, order: ModelOrder, manifest: Manifest) -> None:
+    async def _download(self, url: str, artifact: ArtifactRef, progress: Progress | None) -> None:
         """Every byte, with this agent's own requests; resumed from its count after a failure."""
-        artifact = manifest.artifact
-        assert artifact is not None
         receiver = ArtifactReceiver(artifact)
         writes = self._shared.claim_writer(artifact.sha256)
         part = self._shared.part_path(artifact.sha256, self.index)
         verified = False
-        await self._report(order, manifest.version, "downloading", 0.0)
+        if progress is not None:
+            await progress(0.0, "", "")
         try:
             while not verified:
                 try:
                     async with self._shared.downloads:
-                        await self._fetch(
-                            order, manifest.version, receiver, part if writes else None
-                        )
+                        await self._fetch(url, receiver, part if writes else None, progress)
                     receiver.finish()
                     verified = True
                 except ManifestRefused as refusal:
                     if not refusal.retryable:
                         raise
-                    await self._retry_later(order, manifest.version, receiver, refusal)
+                    await self._retry_later(receiver, refusal, progress)
             self._backoff.reset()
         finally:
             if writes:
                 self._shared.release_writer(artifact.sha256, part, verified)
 
     async def _retry_later(
-        self, order: ModelOrder, version: int, receiver: ArtifactReceiver, refusal: ManifestRefused
+        self, receiver: ArtifactReceiver, refusal: ManifestRefused, progress: Progress | None
     ) -> None:
         delay = self._backoff.next_delay()
-        detail = f"{refusal.detail}; retry in {delay:.0f} s"
-        reason = Reason.DOWNLOAD_FAILED.value
-        await self._report(order, version, "downloading", receiver.fraction, reason, detail)
+        if progress is not None:
+            detail = f"{refusal.detail}; retry in {delay:.0f} s"
+            await progress(receiver.fraction, Reason.DOWNLOAD_FAILED.value, detail)
         await asyncio.sleep(delay)
 
     async def _fetch(
-        self, order: ModelOrder, version: int, receiver: ArtifactReceiver, part: Path | None
+        self, url: str, receiver: ArtifactReceiver, part: Path | None, progress: Progress | None
     ) -> None:
-        assert order.artifact_url is not None
         offset = receiver.received
-        own_server = same_origin(str(self._http.base_url), order.artifact_url)
+        own_server = same_origin(str(self._http.base_url), url)
         headers = bearer(self._credential()) if own_server else {}
         if offset:
             headers["Range"] = f"bytes={offset}-"
         loop = asyncio.get_running_loop()
         last_report = loop.time()
         try:
-            async with self._http.stream("GET", order.artifact_url, headers=headers) as response:
+            async with self._http.stream("GET", url, headers=headers) as response:
                 if not continues_part(response, offset, receiver):
                     receiver.restart()
                     raise ManifestRefused(Reason.DOWNLOAD_FAILED, "the server refused the range")
@@ -308,13 +336,47 @@ class SimulatedModels:
                         self.downloaded_bytes += len(chunk)
                         if out is not None:
                             out.write(chunk)
-                        if loop.time() - last_report >= PROGRESS_EVERY_S:
+                        if progress is not None and loop.time() - last_report >= PROGRESS_EVERY_S:
                             last_report = loop.time()
-                            await self._report(order, version, "downloading", receiver.fraction)
+                            await progress(receiver.fraction, "", "")
         except httpx.TransportError as exc:
             raise ManifestRefused(
                 Reason.DOWNLOAD_FAILED, f"{type(exc).__name__} after {receiver.received} bytes"
             ) from exc
+
+    # --- profiling (docs/rollouts.md, "Profiling")
+
+    def offer_profile(self, order: ProfileOrder | None) -> None:
+        """Time ``order``'s model (every byte downloaded, one shared measurement per sha256)."""
+        if order is None or order == self._profile_order:
+            return
+        if self._profile_task is not None:
+            self._profile_task.cancel()
+        self._profile_order = order
+        self._profile_task = asyncio.create_task(self.profile(order))
+
+    async def profile(self, order: ProfileOrder) -> None:
+        try:
+            body = await self._measure(order)
+        except ManifestRefused as refusal:
+            body = profile_result_body(
+                order.run_id, "failed", reason=refusal.reason.value, detail=refusal.detail
+            )
+        await self._report_profile(body)
+
+    async def _measure(self, order: ProfileOrder) -> dict[str, Any]:
+        await self._apply_rotations(order.key_rotations)
+        manifest = verify_manifest(order.manifest, self.trust)
+        check_freshness(manifest, utc_now(), None)  # no version rule for a measurement
+        artifact, io = manifest.artifact, manifest.io
+        if artifact is None or io is None:
+            raise ManifestRefused(Reason.MALFORMED, "a profiling order must name an artifact")
+        await self._fetch_copy(order.artifact_url, artifact, progress=None)
+        # The process measures each sha256 once: the p50 and p95 of its probe runs.
+        report = await self._shared.health(artifact.sha256, io)
+        return profile_result_body(
+            order.run_id, "measured", report.p50_ms, report.p95_ms, report.runs
+        )
 
     async def _refused(self, order: ModelOrder, refusal: ManifestRefused) -> None:
         version = peek_version(order.manifest)

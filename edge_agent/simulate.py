@@ -113,10 +113,12 @@ class SimulatedAgent:
             credential=lambda: self._state.credential if self._state else "",
             trust=TrustStore(),
             report=self._report_model,
+            report_profile=self._report_profile,
             faulty=device.index in config.faulty,
             on_trust_change=self._pin_rotated_key,
         )
-        self._unsent_reports: dict[str, dict[str, Any]] = {}
+        # (endpoint, deployment or run id) -> the latest unsent report
+        self._unsent_reports: dict[tuple[str, str], dict[str, Any]] = {}
         self._reporting = asyncio.Lock()
         self._rng = random.Random(f"triad-sim-timing:{config.seed}:{device.index}")
         self._backoff = Backoff(self._rng)
@@ -206,25 +208,35 @@ class SimulatedAgent:
 
     async def _report_model(self, body: dict[str, Any]) -> None:
         """Queue a model-status report in place of any unsent one, and try to send now."""
-        self._stats.model_reports[body["state"]] = (
-            self._stats.model_reports.get(body["state"], 0) + 1
-        )
-        self._unsent_reports.pop(body["deployment_id"], None)
-        self._unsent_reports[body["deployment_id"]] = body
+        reports = self._stats.model_reports
+        reports[body["state"]] = reports.get(body["state"], 0) + 1
+        await self._queue_report(("model", body["deployment_id"]), body)
+
+    async def _report_profile(self, body: dict[str, Any]) -> None:
+        await self._queue_report(("profile", body["run_id"]), body)
+
+    async def _queue_report(self, key: tuple[str, str], body: dict[str, Any]) -> None:
+        self._unsent_reports.pop(key, None)
+        self._unsent_reports[key] = body
         await self._send_reports()
 
     async def _send_reports(self) -> None:
         async with self._reporting:
             while self._unsent_reports and self._state is not None:
-                deployment_id, body = next(iter(self._unsent_reports.items()))
+                key, body = next(iter(self._unsent_reports.items()))
+                send = (
+                    self._client.report_model_status
+                    if key[0] == "model"
+                    else self._client.report_profile_result
+                )
                 try:
-                    await self._client.report_model_status(self._state.credential, body)
+                    await send(self._state.credential, body)
                 except RetryableError:
                     return  # the next successful heartbeat sends it again
                 except (Rejected, TooLarge, CredentialRejected) as exc:
-                    log.error("agent %d: model report dropped: %s", self._device.index, exc)
-                if self._unsent_reports.get(deployment_id) is body:
-                    del self._unsent_reports[deployment_id]
+                    log.error("agent %d: report dropped: %s", self._device.index, exc)
+                if self._unsent_reports.get(key) is body:
+                    del self._unsent_reports[key]
 
     def _interval(self) -> float:
         assert self._state is not None
@@ -280,6 +292,7 @@ class SimulatedAgent:
         if result.heartbeat_interval_s and self._config.interval_s is None:
             self._state = replace(self._state, heartbeat_interval_s=result.heartbeat_interval_s)
         self.models.offer(result.model)
+        self.models.offer_profile(result.profile)
         if self._unsent_reports:
             await self._send_reports()
         return now

@@ -1,8 +1,9 @@
-"""Model-status reports, delivered from their own thread (docs/rollouts.md, "Status reports").
+"""Reports to the server, delivered from their own thread (docs/rollouts.md).
 
 An install must never wait on the server: the reconciler hands a report over and goes on.
 A report describes a state, so when the server is away only the latest unsent report of
-each deployment is kept; an older one would only tell the server something already past.
+each deployment (or profiling run) is kept; an older one would only tell the server
+something already past.
 """
 
 from __future__ import annotations
@@ -30,21 +31,23 @@ class StatusReporter:
         backoff_base_s: float = 1.0,
         backoff_cap_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        key: str = "deployment_id",
     ) -> None:
         self._send = send
+        self._key = key
         self._backoff = Backoff(rng or random.Random(), backoff_base_s, backoff_cap_s)
         self._clock = clock
         self._cond = threading.Condition()
-        self._pending: dict[str, dict[str, Any]] = {}  # deployment id -> latest unsent report
+        self._pending: dict[str, dict[str, Any]] = {}  # key -> latest unsent report
         self._retry_at = 0.0
         self._stopping = False
         self._thread: threading.Thread | None = None
 
     def report(self, body: dict[str, Any]) -> None:
-        """Queue ``body`` in place of any unsent report of the same deployment; never blocks."""
+        """Queue ``body`` in place of any unsent report with the same key; never blocks."""
         with self._cond:
-            self._pending.pop(body["deployment_id"], None)  # re-inserted last: newest state
-            self._pending[body["deployment_id"]] = body
+            self._pending.pop(body[self._key], None)  # re-inserted last: the newest state
+            self._pending[body[self._key]] = body
             self._cond.notify_all()
 
     def pending(self) -> list[dict[str, Any]]:
@@ -52,7 +55,7 @@ class StatusReporter:
             return list(self._pending.values())
 
     def start(self) -> StatusReporter:
-        self._thread = threading.Thread(target=self._run, name="model-status", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="reports", daemon=True)
         self._thread.start()
         return self
 
@@ -82,14 +85,14 @@ class StatusReporter:
         except RetryableError as exc:
             delay = self._backoff.next_delay(exc.retry_after_s)
             self._retry_at = self._clock() + delay
-            log.info("model-status report not delivered (%s); retry in %.1f s", exc, delay)
+            log.info("report not delivered (%s); retry in %.1f s", exc, delay)
             return
         except (Rejected, TooLarge, CredentialRejected) as exc:
-            log.error("the server refused a model-status report, dropped: %s (%s)", exc, body)
+            log.error("the server refused a report, dropped: %s (%s)", exc, body)
         except Exception:  # the reporter thread must outlive any surprise
-            log.exception("sending a model-status report failed; dropped")
+            log.exception("sending a report failed; dropped")
         else:
             self._backoff.reset()
         with self._cond:
-            if self._pending.get(body["deployment_id"]) is body:
-                del self._pending[body["deployment_id"]]
+            if self._pending.get(body[self._key]) is body:
+                del self._pending[body[self._key]]

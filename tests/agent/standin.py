@@ -24,6 +24,7 @@ from .signing import iso, make_key, manifest_body
 MAX_BATCH = 500
 ARTIFACTS_PATH = "/api/v1/agents/artifacts/"
 MODEL_STATUS_PATH = "/api/v1/agents/model-status/"
+PROFILE_RESULT_PATH = "/api/v1/agents/profile-result/"
 MODEL_STATES = ("downloading", "verifying", "active", "failed")
 NUDGE_PATH = "/ws/agents/"
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -69,6 +70,8 @@ class StandInControlPlane:
         self.next_version = 1
         self.status_reports: list[tuple[str, dict[str, Any]]] = []  # (device id, body)
         self.status_fail_with: int | None = None  # answer model-status reports with this
+        self.profile_orders: dict[str | None, dict[str, Any]] = {}  # device id (None: all)
+        self.profile_results: list[tuple[str, dict[str, Any]]] = []  # (device id, body)
         # The nudge WebSocket: just enough RFC 6455 to accept agents and push text frames.
         self.websockets_enabled = True  # False: 404, as a server without the endpoint
         self.websocket_attempts = 0
@@ -127,6 +130,23 @@ class StandInControlPlane:
             self.rotations.append(sign_rotation(self.signing_key, new_key, iso(datetime.now(UTC))))
             self.signing_key = new_key
 
+    def sign_manifest(
+        self,
+        data: bytes | None,
+        io: dict[str, Any] | None = None,
+        version: int | None = None,
+        **manifest_fields: Any,
+    ) -> tuple[dict[str, Any], str | None]:
+        """A signed manifest for ``data`` (served from now on) and its sha256."""
+        with self.lock:
+            version = self.next_version if version is None else version
+            self.next_version = max(self.next_version, version + 1)
+        body = manifest_body(version, data, io, **manifest_fields)
+        sha256 = body["artifact"]["sha256"] if data is not None else None
+        if data is not None and sha256 not in self.artifacts:
+            self.add_artifact(data, sha256)
+        return sign_document(self.signing_key, body), sha256
+
     def publish(
         self,
         data: bytes | None,
@@ -140,21 +160,38 @@ class StandInControlPlane:
         **manifest_fields: Any,
     ) -> dict[str, Any]:
         """Sign a manifest for ``data`` (None: run nothing), serve it, order it; the order."""
-        with self.lock:
-            version = self.next_version if version is None else version
-            self.next_version = max(self.next_version, version + 1)
-        body = manifest_body(version, data, io, **manifest_fields)
-        sha256 = body["artifact"]["sha256"] if data is not None else None
-        if data is not None and sha256 not in self.artifacts:
-            self.add_artifact(data, sha256)
+        manifest, sha256 = self.sign_manifest(data, io, version, **manifest_fields)
         order = {
             "deployment_id": deployment_id or str(uuid.uuid4()),
-            "manifest": sign_document(self.signing_key, body),
+            "manifest": manifest,
             "artifact_url": f"{ARTIFACTS_PATH}{sha256}/" if sha256 else None,
             "health_check": {"latency_budget_ms": latency_budget_ms, "probe_runs": probe_runs},
             "key_rotations": list(self.rotations),
         }
         self.order(order, device_id)
+        return order
+
+    def publish_profile(
+        self,
+        data: bytes,
+        io: dict[str, Any] | None = None,
+        *,
+        runs: int = 3,
+        device_id: str | None = None,
+        version: int | None = None,
+        **manifest_fields: Any,
+    ) -> dict[str, Any]:
+        """Order devices to time ``data`` (docs/rollouts.md, "Profiling"); the order."""
+        manifest, sha256 = self.sign_manifest(data, io, version, **manifest_fields)
+        order = {
+            "run_id": str(uuid.uuid4()),
+            "manifest": manifest,
+            "artifact_url": f"{ARTIFACTS_PATH}{sha256}/",
+            "runs": runs,
+            "key_rotations": list(self.rotations),
+        }
+        with self.lock:
+            self.profile_orders[device_id] = order
         return order
 
     def order(self, order: dict[str, Any] | None, device_id: str | None = None) -> None:
@@ -258,10 +295,32 @@ class StandInControlPlane:
         with self.lock:
             self.heartbeats.append((device_id, body))
             order = self.orders.get(device_id, self.orders.get(None))
+            profile = self.profile_orders.get(device_id, self.profile_orders.get(None))
+            measured = {(d, b["run_id"]) for d, b in self.profile_results}
         desired: dict[str, Any] = {"heartbeat_interval_s": self.heartbeat_interval_s}
         if order is not None:
             desired["model"] = order
+        if profile is not None and (device_id, profile["run_id"]) not in measured:
+            desired["profile"] = profile  # withdrawn once the device reported
         return 200, {"accepted": len(telemetry), "server_time": _now(), "desired_state": desired}
+
+    def profile_result(
+        self, authorization: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            device_id = self.credentials.get(authorization.removeprefix("Bearer "))
+        if device_id is None:
+            return 401, {"detail": "Invalid device credential.", "code": "authentication_failed"}
+        state = body.get("state")
+        if state not in ("measured", "failed"):
+            return 400, {"state": [f'"{state}" is not a valid choice.']}
+        if state == "measured" and not (0 <= body.get("p50_ms", -1) <= body.get("p95_ms", -1)):
+            return 400, {"p95_ms": ["Must be at least p50_ms."]}
+        if state == "failed" and not body.get("reason"):
+            return 400, {"reason": ["Required when the state is failed."]}
+        with self.lock:
+            self.profile_results.append((device_id, body))
+        return 200, {"state": state}
 
     def model_status(self, authorization: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self.lock:
@@ -336,6 +395,8 @@ def _handler_for(plane: StandInControlPlane) -> type[BaseHTTPRequestHandler]:
                 self._answer(*plane.heartbeat(self.headers.get("Authorization", ""), body))
             elif self.path == MODEL_STATUS_PATH:
                 self._answer(*plane.model_status(self.headers.get("Authorization", ""), body))
+            elif self.path == PROFILE_RESULT_PATH:
+                self._answer(*plane.profile_result(self.headers.get("Authorization", ""), body))
             else:
                 self._answer(404, {"detail": "Not found."})
 
@@ -423,6 +484,27 @@ def _handler_for(plane: StandInControlPlane) -> type[BaseHTTPRequestHandler]:
             pass  # keep test output clean
 
     return Handler
+
+
+class Reports:
+    """A status sink that keeps every report, as the server would receive them."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def report(self, body: dict[str, Any]) -> None:
+        with self.lock:
+            self.bodies.append(body)
+
+    def states(self) -> list[str]:
+        with self.lock:
+            return [body["state"] for body in self.bodies]
+
+    @property
+    def last(self) -> dict[str, Any]:
+        with self.lock:
+            return self.bodies[-1]
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:

@@ -88,6 +88,8 @@ def test_a_running_agent_installs_orders_serves_them_and_keeps_heartbeating(
             20.0,
         )
         wait_until(lambda: any(s["metrics"] for s in control_plane.received(device_id)))
+        profile = control_plane.publish_profile(MODEL_A, io_for(), runs=4)
+        wait_until(lambda: bool(control_plane.profile_results), 20.0)
     finally:
         stop(process)
     reports = control_plane.reports(device_id)
@@ -98,6 +100,8 @@ def test_a_running_agent_installs_orders_serves_them_and_keeps_heartbeating(
     served = [s for s in control_plane.received(device_id) if s["inference_count"]]
     assert served and all(s["metrics"] == {"accuracy": 1.0} for s in served)
     assert all(s["latency_p50_ms"] > 0 for s in served)
+    ((device, result),) = control_plane.profile_results
+    assert (device, result["run_id"], result["state"]) == (device_id, profile["run_id"], "measured")
 
 
 def test_a_nudge_brings_an_order_long_before_the_next_heartbeat(

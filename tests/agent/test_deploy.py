@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,34 +26,13 @@ from edge_agent.modelstore import InstalledVersion, Links, ModelStore
 
 from .models import io_for, matmul_model
 from .signing import make_key, manifest_body
-from .standin import StandInControlPlane, wait_until
+from .standin import Reports, StandInControlPlane, wait_until
 
 MODEL_A = matmul_model()
 MODEL_B = matmul_model(weights=2 * np.eye(4, 3, dtype=np.float32))
 MODEL_C = matmul_model(weights=3 * np.eye(4, 3, dtype=np.float32))
 BAD_SHAPE = matmul_model(outputs=2)  # promises [null, 3] in io_for(), gives [1, 2]
 FAST = DeployConfig(retry_base_s=0.01, retry_cap_s=0.05, progress_every_s=0.0)
-
-
-class Reports:
-    """A status sink that keeps every report, as the server would receive them."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    def report(self, body: dict[str, Any]) -> None:
-        with self.lock:
-            self.bodies.append(body)
-
-    def states(self) -> list[str]:
-        with self.lock:
-            return [body["state"] for body in self.bodies]
-
-    @property
-    def last(self) -> dict[str, Any]:
-        with self.lock:
-            return self.bodies[-1]
 
 
 @dataclass

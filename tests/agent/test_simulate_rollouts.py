@@ -175,6 +175,23 @@ def test_a_rollback_to_the_previous_model_needs_no_download(
     assert len(control_plane.artifact_requests) == requests_before_rollback == 2 * AGENTS
 
 
+def test_simulated_agents_answer_profiling_orders(
+    control_plane: StandInControlPlane, tmp_path: Path
+) -> None:
+    order = control_plane.publish_profile(MODEL_B, io_for(), runs=3)
+
+    def all_measured() -> bool:
+        with control_plane.lock:
+            return len(control_plane.profile_results) == AGENTS
+
+    simulate(control_plane, tmp_path, all_measured)
+    results = [body for _, body in control_plane.profile_results]
+    assert {(r["run_id"], r["state"]) for r in results} == {(order["run_id"], "measured")}
+    assert all(0 < r["p50_ms"] <= r["p95_ms"] for r in results)
+    assert len([r for r in control_plane.artifact_requests if r[0] == sha(MODEL_B)]) == AGENTS
+    assert control_plane.reports() == []  # nothing was installed
+
+
 @pytest.mark.parametrize(
     ("faulty", "message"),
     [("x", "argument --faulty"), ("-1", "argument --faulty"), ("0,9", "no agent 9")],
