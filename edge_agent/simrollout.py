@@ -10,8 +10,9 @@ sha256**. Every
 state is reported like a real agent's. ``--faulty`` agents fail every health check, for
 benchmarks and tests of a rollout that has to stop.
 
-What a simulated agent holds (active, previous, versions) lives in memory: a restarted
-simulation installs its orders again, which is what a load test wants anyway.
+What a simulated agent holds (active, previous, versions, failures) is kept in
+``sim-<index>-models.json``, so a restarted simulation confirms the orders its agents
+already follow instead of downloading them all again, as restarted real agents do.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from edge_agent.manifest import (
     verify_manifest,
 )
 from edge_agent.modelstore import FailedVersion
+from edge_agent.state import StateError, read_json, write_private_json
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,37 @@ class SimulatedHoldings:
             self.previous = self.active
         self.active = active
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "active": list(self.active) if self.active else None,
+            "previous": list(self.previous) if self.previous else None,
+            "current_version": self.current_version,
+            "highest_version": self.highest_version,
+            "failed": {
+                str(v): [f.reason, f.detail, f.deployment_id] for v, f in self.failed.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SimulatedHoldings:
+        def pair(value: Any) -> tuple[str, int] | None:
+            return (str(value[0]), int(value[1])) if value else None
+
+        return cls(
+            active=pair(data.get("active")),
+            previous=pair(data.get("previous")),
+            current_version=data.get("current_version"),
+            highest_version=data.get("highest_version"),
+            failed={int(v): FailedVersion(*item) for v, item in (data.get("failed") or {}).items()},
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> SimulatedHoldings:
+        try:
+            return cls.from_json(read_json(path))
+        except (StateError, ValueError, TypeError, IndexError, KeyError):
+            return cls()  # a new device, or an unreadable file: it holds nothing
+
 
 Report = Callable[[dict[str, Any]], Awaitable[None]]
 Progress = Callable[[float, str, str], Awaitable[None]]  # fraction, reason, detail
@@ -176,10 +209,12 @@ class SimulatedModels:
         report_profile: Report,
         faulty: bool = False,
         on_trust_change: Callable[[TrustStore], Awaitable[None]] | None = None,
+        holdings_path: Path | None = None,
     ) -> None:
         self.index = index
         self.trust = trust
-        self.held = SimulatedHoldings()
+        self._holdings_path = holdings_path
+        self.held = SimulatedHoldings.load(holdings_path) if holdings_path else SimulatedHoldings()
         self.downloaded_bytes = 0
         self._shared = shared
         self._http = http
@@ -193,6 +228,15 @@ class SimulatedModels:
         self._task: asyncio.Task[None] | None = None
         self._profile_order: ProfileOrder | None = None
         self._profile_task: asyncio.Task[None] | None = None
+
+    async def forget(self) -> None:
+        """This agent enrolled as a new device: it holds no model."""
+        self.held = SimulatedHoldings()
+        await self._save()
+
+    async def _save(self) -> None:
+        if self._holdings_path is not None:
+            await asyncio.to_thread(write_private_json, self._holdings_path, self.held.to_json())
 
     def offer(self, order: ModelOrder | None) -> None:
         """Follow ``order`` from now on; a newer order cancels the one in progress."""
@@ -242,6 +286,7 @@ class SimulatedModels:
             return
         if action is not Action.CONFIRM:
             self.held.accept(version)
+            await self._save()
         await self._report(order, version, "active", 1.0)
 
     async def _install(self, order: ModelOrder, manifest: Manifest, download: bool) -> None:
@@ -253,6 +298,7 @@ class SimulatedModels:
         report = await self._health(order, manifest)
         self.held.switch_to((artifact.sha256, manifest.version))
         self.held.accept(manifest.version)
+        await self._save()
         await self._report(order, manifest.version, "active", 1.0, "", health_detail(report))
 
     async def _fetch_copy(
@@ -383,6 +429,7 @@ class SimulatedModels:
         if refusal.reason in PERSISTED_FAILURES and version is not None:
             failure = FailedVersion(refusal.reason.value, refusal.detail, order.deployment_id)
             self.held.failed[version] = failure
+            await self._save()
         log.debug("simulated agent %d refused an order: %s", self.index, refusal)
         await self._report(order, version or 1, "failed", 0.0, refusal.reason.value, refusal.detail)
 

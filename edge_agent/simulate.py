@@ -116,6 +116,7 @@ class SimulatedAgent:
             report_profile=self._report_profile,
             faulty=device.index in config.faulty,
             on_trust_change=self._pin_rotated_key,
+            holdings_path=config.state_dir / f"sim-{device.index}-models.json",
         )
         # (endpoint, deployment or run id) -> the latest unsent report
         self._unsent_reports: dict[tuple[str, str], dict[str, Any]] = {}
@@ -198,6 +199,7 @@ class SimulatedAgent:
             signing=result.signing,
         )
         self.models.trust = self._state.trust_store()
+        await self.models.forget()  # a new device holds no model
         await asyncio.to_thread(write_private_json, self._state_path, self._state.to_json())
         self._stats.enrolled += 1
 

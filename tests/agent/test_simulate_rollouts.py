@@ -110,6 +110,24 @@ def test_every_simulated_agent_downloads_verifies_and_reports(
     assert stats.model_reports["active"] == AGENTS
 
 
+def test_a_restarted_simulation_confirms_what_its_agents_hold(
+    control_plane: StandInControlPlane, tmp_path: Path
+) -> None:
+    order = control_plane.publish(MODEL_A, io_for())
+    simulate(control_plane, tmp_path, settled(control_plane, order))
+    requests, reports = len(control_plane.artifact_requests), len(control_plane.reports())
+
+    def confirmed_again() -> bool:
+        return len(control_plane.reports()) >= reports + AGENTS
+
+    simulate(control_plane, tmp_path, confirmed_again)
+    again = control_plane.reports()[reports:]
+    assert {(body["state"], body["active"]["sha256"]) for body in again} == {
+        ("active", sha(MODEL_A))
+    }
+    assert len(control_plane.artifact_requests) == requests  # nothing downloaded again
+
+
 def test_a_cut_download_resumes_from_the_agents_own_count(
     control_plane: StandInControlPlane, tmp_path: Path
 ) -> None:
