@@ -173,6 +173,9 @@ class DesiredStateSerializer(serializers.Serializer):
     model = serializers.JSONField(
         required=False, help_text="The model order (docs/rollouts.md); absent: no order."
     )
+    profile = serializers.JSONField(
+        required=False, help_text="A profiling order (docs/rollouts.md); absent: none."
+    )
 
 
 class HeartbeatResponseSerializer(serializers.Serializer):

@@ -244,3 +244,14 @@ def test_rotation_re_signs_profiling_orders(model_v1: ModelArtifact, fleet: Flee
     assert order is not None
     assert trust.apply_rotations(order["key_rotations"]) == [new_key_id]
     verify_manifest(order["manifest"], trust)
+
+
+def test_heartbeat_answers_carry_the_profiling_order(
+    model_v1: ModelArtifact, fleet: FleetFactory
+) -> None:
+    ((device, credential),) = fleet(1)
+    run = profile(model_v1, [device])
+    agent = APIClient()
+    agent.credentials(HTTP_AUTHORIZATION=f"Bearer {credential}")
+    answer = agent.post("/api/v1/agents/heartbeat/", {"telemetry": []}, format="json").json()
+    assert answer["desired_state"]["profile"]["run_id"] == str(run.pk)
