@@ -628,3 +628,34 @@ def test_anonymous_clients_cannot_start_rollouts(
     response = client.post("/deployments/new/", data)
     assert response.status_code == 302 and response["Location"].startswith("/login/")
     assert not Deployment.objects.exists()
+
+
+def test_writes_need_the_csrf_token(
+    operator: Any, rollout: Deployment, model: ModelArtifact, devices: dict[str, Device]
+) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(operator)
+    data = form_data(model=str(model.id), devices=[str(devices["mec-1"].id)])
+    assert client.post("/deployments/new/", data).status_code == 403
+    for action in ACTIONS:
+        assert client.post(f"/deployments/{rollout.id}/{action}/").status_code == 403
+    assert Deployment.objects.count() == 1
+    rollout.refresh_from_db()
+    assert rollout.status == DeploymentStatus.RUNNING
+    # The page's forms carry the token.
+    html = client.get(f"/deployments/{rollout.id}/").content.decode()
+    assert html.count('name="csrfmiddlewaretoken"') >= 3  # log out, pause, abort
+
+
+def test_a_compression_jobs_variants_link_to_the_form(operator: Any, variant: Variant) -> None:
+    job = variant.job
+    job.report = {
+        "variants": [{"name": "original", "size_bytes": 100}],
+        "evaluation": {"labelled": True, "samples": 10},
+        "host": {"threads": 2},
+    }
+    job.save(update_fields=["report"])
+    html = logged_in(operator).get(f"/models/jobs/{job.id}/").content.decode()
+    table = section(html, "comparison-table")
+    assert f'href="/deployments/new/?variant={variant.id}" data-deploy="int8-static"' in table
+    assert table.count("data-deploy=") == 1  # not the original: its model page has the link
