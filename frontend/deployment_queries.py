@@ -21,7 +21,8 @@ from scheduling.models import Decision, DecisionStatus
 LIST_LIMIT = 200
 # A rollout page lists this many devices; its counts and phases cover them all.
 TARGET_ROWS = 1000
-# The order the count bar and the legends show the states in: done, in flight, waiting.
+# The order the count bars and their legends show the states in: done, in flight, waiting,
+# then the rollback and the failures.
 STATE_ORDER = [
     TargetState.ACTIVE,
     TargetState.VERIFYING,
