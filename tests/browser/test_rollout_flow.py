@@ -6,7 +6,7 @@ own credentials) download, verify, activate and fail; the operator pauses, resum
 aborts it, and sees the devices roll back, all without reloading.
 
 With TRIAD_ROLLOUT_SCREENSHOT=path set, the test also starts a rollout to eight devices in
-mixed states and saves a screenshot of its page there (docs/screenshots/rollout.png).
+mixed states and saves a screenshot of its page there (docs/screenshot-rollout.png).
 """
 
 from __future__ import annotations
