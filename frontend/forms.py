@@ -8,7 +8,7 @@ from typing import Any
 
 from django import forms
 
-from deployments.actions import DeploymentError, RolloutPolicy, TargetSelector
+from deployments.actions import MAX_PROFILE_RUNS, DeploymentError, RolloutPolicy, TargetSelector
 from deployments.api.serializers import DeploymentCreateSerializer
 from deployments.models import TargetKind
 from devices.models import Device, Tier
@@ -68,7 +68,7 @@ def _bounded(serializer_field: Any, **kwargs: Any) -> forms.IntegerField:
 class SchedulingForm(forms.Form):
     """A form whose action may refuse the input: `refuse` puts the error next to its field."""
 
-    def refuse(self, error: SchedulingError) -> None:
+    def refuse(self, error: SchedulingError | DeploymentError) -> None:
         field = error.field if error.field in self.fields else None
         self.add_error(field, error.message)
 
@@ -208,7 +208,7 @@ class ModelHubForm(SchedulingForm):
     """`refuse` takes the hub's errors, whose field may be dotted (`parameters.epochs`): a
     parameter with a field of its own gets the error there, any other the JSON field."""
 
-    def refuse(self, error: SchedulingError | ModelHubError) -> None:
+    def refuse(self, error: SchedulingError | DeploymentError | ModelHubError) -> None:
         field = error.field or ""
         root, _, rest = field.partition(".")
         if root == "parameters" and rest:
@@ -621,3 +621,39 @@ class DeploymentForm(SchedulingForm):
                 latency_budget_ms=data["latency_budget_ms"],
             ),
         }
+
+
+class ProfilingForm(SchedulingForm):
+    """Hardware-in-the-loop profiling of one model: the original (an ONNX model) or one of
+    its variants, timed by the agents of the chosen devices on their own hardware."""
+
+    variant = forms.ChoiceField(label="What to time", required=False)
+    devices = DeviceChoiceField(
+        queryset=Device.objects.none(),
+        widget=forms.SelectMultiple(attrs={"size": 6}),
+        help_text="Their agents download it (signed and verified), time it, and install "
+        "nothing. Ctrl or Shift to choose several.",
+    )
+    runs = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_PROFILE_RUNS,
+        initial=50,
+        help_text="Inferences timed at batch 1.",
+    )
+
+    def __init__(self, *args: Any, model: ModelArtifact, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "profile_%s")
+        super().__init__(*args, **kwargs)
+        self.model = model
+        variants = [(str(v.pk), f"variant {v.name}") for v in model.variants.order_by("name")]
+        original = [("", "the model itself")] if model.framework == "onnx" else []
+        variant = self.fields["variant"]
+        assert isinstance(variant, forms.ChoiceField)
+        variant.choices = [*original, *variants]
+        devices = self.fields["devices"]
+        assert isinstance(devices, DeviceChoiceField)
+        devices.queryset = deployment_queries.deployable_devices()
+
+    def chosen_variant(self) -> Variant | None:
+        chosen = self.cleaned_data.get("variant")
+        return self.model.variants.get(pk=chosen) if chosen else None

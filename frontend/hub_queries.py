@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import groupby
 from typing import Any
 
 from django.db.models import Count, QuerySet
 from django.urls import reverse
 
+from deployments.models import ProfilingState, ProfilingTarget
+from devices.models import Device
 from models_hub.models import (
     CompressionJob,
     CompressionJobStatus,
     Dataset,
     DatasetPurpose,
+    MeasuredLatency,
     ModelArtifact,
     Variant,
 )
@@ -251,3 +255,46 @@ def comparison(job: CompressionJob) -> Comparison | None:
 
 def _percent(value: object) -> float | None:
     return 100.0 * value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class MeasuredRow:
+    """The newest latency measured on one device for the model or one of its variants."""
+
+    what: str
+    variant_id: str | None
+    device: Device
+    p50_ms: float
+    p95_ms: float
+    runs: int
+    measured_at: datetime
+
+
+def measured_latencies(model: ModelArtifact) -> list[MeasuredRow]:
+    """Hardware-in-the-loop measurements of the model and its variants, the newest per
+    (variant, device), ordered by what was measured and then by device."""
+    newest: dict[tuple[str | None, str], MeasuredRow] = {}
+    rows = (
+        MeasuredLatency.objects.filter(model=model)
+        .select_related("variant", "device")
+        .order_by("measured_at")
+    )
+    for row in rows:
+        variant_id = str(row.variant_id) if row.variant_id else None
+        newest[(variant_id, str(row.device_id))] = MeasuredRow(
+            what=f"variant {row.variant.name}" if row.variant else "the model itself",
+            variant_id=variant_id,
+            device=row.device,
+            p50_ms=row.p50_ms,
+            p95_ms=row.p95_ms,
+            runs=row.runs,
+            measured_at=row.measured_at,
+        )
+    return sorted(newest.values(), key=lambda r: (r.variant_id or "", r.device.name))
+
+
+def profiling_in_progress(model: ModelArtifact) -> int:
+    """How many devices are still timing this model (runs not finished)."""
+    return ProfilingTarget.objects.filter(
+        run__model=model, run__finished=False, state=ProfilingState.ORDERED
+    ).count()

@@ -13,8 +13,10 @@ from django.contrib import messages
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from deployments.actions import DeploymentError, start_profiling
 from frontend import hub_queries as queries
 from frontend.decorators import operator_required
 from frontend.forms import (
@@ -22,6 +24,7 @@ from frontend.forms import (
     CompressionJobForm,
     DatasetUploadForm,
     ModelUploadForm,
+    ProfilingForm,
 )
 from frontend.views import PLOTLY_VERSION
 from models_hub import actions
@@ -90,6 +93,43 @@ def model_detail(request: HttpRequest, model_id: UUID) -> HttpResponse:
         else:
             messages.success(request, f"Compression job queued: {job.recipe} on {model}.")
             return redirect("models-job", job_id=job.id)
+    return _model_page(request, model, form, ProfilingForm(model=model), choices)
+
+
+@operator_required
+@require_POST
+def model_profile(request: HttpRequest, model_id: UUID) -> HttpResponse:
+    """Ask chosen agents to time the model or one of its variants on their hardware."""
+    model = get_object_or_404(ModelArtifact, pk=model_id)
+    form = ProfilingForm(request.POST, model=model)
+    if form.is_valid():
+        try:
+            run = start_profiling(
+                model=model,
+                variant=form.chosen_variant(),
+                devices=[device.pk for device in form.cleaned_data["devices"]],
+                runs=form.cleaned_data["runs"],
+                created_by=request.user,
+            )
+        except DeploymentError as error:
+            form.refuse(error)
+        else:
+            count = run.targets.count()
+            messages.success(
+                request, f"{count} device{'s' if count != 1 else ''} asked to time {model}."
+            )
+            return redirect(f"{reverse('models-model', args=[model.id])}#measured")
+    choices = queries.dataset_choices(model)
+    return _model_page(request, model, CompressionJobForm(None, choices=choices), form, choices)
+
+
+def _model_page(
+    request: HttpRequest,
+    model: ModelArtifact,
+    form: CompressionJobForm,
+    profile: ProfilingForm,
+    choices: queries.DatasetChoices,
+) -> HttpResponse:
     context: dict[str, Any] = {
         "model": model,
         "measured": (model.metrics or {}).get("measured"),
@@ -100,10 +140,12 @@ def model_detail(request: HttpRequest, model_id: UUID) -> HttpResponse:
         "choices": choices,
         "presets": RECIPE_PRESETS,
         "quantise_only": model.framework != Framework.TORCH,
+        "profile_form": profile,
+        "latencies": queries.measured_latencies(model),
+        "profiling": queries.profiling_in_progress(model),
     }
-    return render(
-        request, "frontend/models/model.html", context, status=400 if form.errors else 200
-    )
+    failed = form.errors or profile.errors
+    return render(request, "frontend/models/model.html", context, status=400 if failed else 200)
 
 
 # --- data sets --------------------------------------------------------------------------

@@ -58,6 +58,7 @@ urlpatterns = [
     # Model hub
     path("models/", hub_views.registry, name="models"),
     path("models/<uuid:model_id>/", hub_views.model_detail, name="models-model"),
+    path("models/<uuid:model_id>/profile/", hub_views.model_profile, name="models-profile"),
     path(
         "models/<uuid:model_id>/download/",
         hub_views.model_download,
