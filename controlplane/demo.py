@@ -1,8 +1,9 @@
 """`python -m controlplane.demo`: the whole system on one machine, with a simulated fleet.
 
-Starts the ASGI server, a Celery worker, Celery beat and a simulated fleet, each as its own
-process, on the embedded defaults unless DATABASE_URL / REDIS_URL say otherwise. Ctrl-C
-(or SIGTERM) stops them all.
+Starts the ASGI server, a Celery worker, Celery beat, a simulated fleet and one real agent
+(`demo-camera`, serving whatever model is rolled out to it on the digits test split), each
+as its own process, on the embedded defaults unless DATABASE_URL / REDIS_URL say otherwise.
+Ctrl-C (or SIGTERM) stops them all.
 """
 
 from __future__ import annotations
@@ -69,6 +70,32 @@ def stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+EXIT_CREDENTIAL_REJECTED = 3  # edge_agent.cli's
+DEMO_AGENT_DIR = ROOT / os.environ.get("TRIAD_VAR_DIR", "var") / "demo-agent"
+
+
+def real_agent(url: str, token: str) -> list[str]:
+    """The command of one real agent, `demo-camera`: enrolled once (its state persists
+    with the database's), it serves the model rolled out to it on the digits test split
+    and reports inference counts, latency and accuracy."""
+    stream = DEMO_AGENT_DIR / "digits-test.npz"
+    if not stream.exists():
+        from models_hub.compression.tasks import load_task
+
+        DEMO_AGENT_DIR.mkdir(parents=True, exist_ok=True)
+        # The split register_builtin_task registers as "digits test split" (seed 0).
+        load_task("digits", 0).test.save(stream)
+    if not (DEMO_AGENT_DIR / "agent.json").exists():
+        subprocess.run(
+            [PYTHON, "-m", "edge_agent", "enroll", "--server", url, "--token", token,
+             "--state-dir", str(DEMO_AGENT_DIR), "--name", "demo-camera", "--tier", "end",
+             "--label", "role=demo"],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+    return [PYTHON, "-m", "edge_agent", "run", "--state-dir", str(DEMO_AGENT_DIR),
+            "--stream", str(stream), "--inference-rate", "5"]  # fmt: skip
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m controlplane.demo", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -98,8 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     manage("register_builtin_task", "digits", "--if-missing")
     count = sum(int(part.split(":")[1]) for part in options.mix.split(","))
     token = manage(
-        "create_enrollment_token", "--uses", str(count), "--expires", "1h", "--name", "demo fleet"
-    ).strip()
+        "create_enrollment_token", "--uses", str(count + 1), "--expires", "1h",
+        "--name", "demo fleet",
+    ).strip()  # fmt: skip
 
     processes: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
@@ -124,11 +152,16 @@ def main(argv: list[str] | None = None) -> None:
         fleet = f"--server {url} --token {token} --count {count} --mix {options.mix}"
         fleet_args = f"-m edge_agent simulate {fleet} --state-dir {fleet_dir}"
         processes["fleet"] = start("simulated fleet", [PYTHON, *fleet_args.split()], env)
+        processes["agent"] = start("real agent", real_agent(url, token), env)
         print(f"\nTriad is running: open {url}/ and log in as operator or admin.", flush=True)
         print("Press Ctrl-C to stop.\n", flush=True)
         while not stopping:
             for name, process in processes.items():
-                if process.poll() is not None:
+                if name == "agent" and process.poll() == EXIT_CREDENTIAL_REJECTED:
+                    # A database made anew since it enrolled: enroll it again.
+                    (DEMO_AGENT_DIR / "agent.json").unlink(missing_ok=True)
+                    processes["agent"] = start("real agent", real_agent(url, token), env)
+                elif process.poll() is not None:
                     print(f"  {name} exited with {process.returncode}; stopping", flush=True)
                     stopping = True
             time.sleep(0.5)
