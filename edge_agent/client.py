@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.utils
 import logging
 import math
@@ -482,15 +484,28 @@ class AgentClient:
 
 
 class AsyncAgentClient:
-    """Async client over a shared ``httpx.AsyncClient`` (one connection pool per simulator)."""
+    """Async client over a shared ``httpx.AsyncClient`` (one connection pool per simulator).
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    ``gate``, shared by the clients of one pool, bounds how many of their requests wait
+    in the pool at once. httpx's pool scans every queued request against every connection
+    each time one frees, so a thousand queued at once (a fleet nudged together, or
+    enrolling together) cost it seconds of CPU per second and end in pool timeouts; an
+    asyncio.Semaphore queues the rest at no such cost.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, gate: asyncio.Semaphore | None = None) -> None:
         self._http = http
+        self._gate = gate
+
+    async def _post(
+        self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        async with self._gate or contextlib.nullcontext():
+            with transport_errors_are_retryable():
+                return await self._http.post(path, json=body, headers=headers)
 
     async def enroll(self, body: dict[str, Any]) -> EnrollResult:
-        with transport_errors_are_retryable():
-            response = await self._http.post(ENROLL_PATH, json=body)
-        return parse_enroll(response)
+        return parse_enroll(await self._post(ENROLL_PATH, body))
 
     async def heartbeat(
         self,
@@ -498,11 +513,8 @@ class AsyncAgentClient:
         telemetry: list[dict[str, Any]],
         links: list[dict[str, Any]] | None = None,
     ) -> HeartbeatResult:
-        with transport_errors_are_retryable():
-            response = await self._http.post(
-                HEARTBEAT_PATH, json=heartbeat_body(telemetry, links), headers=bearer(credential)
-            )
-        return parse_heartbeat(response)
+        body = heartbeat_body(telemetry, links)
+        return parse_heartbeat(await self._post(HEARTBEAT_PATH, body, bearer(credential)))
 
     async def report_model_status(self, credential: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._post_report(MODEL_STATUS_PATH, credential, body)
@@ -513,8 +525,7 @@ class AsyncAgentClient:
     async def _post_report(
         self, path: str, credential: str, body: dict[str, Any]
     ) -> dict[str, Any]:
-        with transport_errors_are_retryable():
-            response = await self._http.post(path, json=body, headers=bearer(credential))
+        response = await self._post(path, body, bearer(credential))
         raise_for_error(response, ReportRejected)
         answer = _json_or_text(response)
         return answer if isinstance(answer, dict) else {}

@@ -1,12 +1,18 @@
 """``simulate``: many simulated agents in one process, for load tests and demos.
 
 Simulated agents follow model orders as real ones do (see ``edge_agent.simrollout`` for
-what they share to fit a hundred on one machine), so a rollout can be load-tested.
+what they share to fit a hundred on one machine), so a rollout can be load-tested. Like
+real agents they hold the ``/ws/agents/`` nudge WebSocket (``edge_agent.nudge``), one
+asyncio connection each, opened just before their first heartbeat (so a fleet's
+connections spread over the interval as its heartbeats do): a nudge wakes the agent's
+heartbeat loop at once, so a new order reaches the fleet in about a round trip rather
+than a heartbeat interval.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections import deque
@@ -32,6 +38,7 @@ from edge_agent.client import (
 from edge_agent.fleet_model import TIERS, SimulatedDevice, draw_device
 from edge_agent.hardware import HardwareProfile
 from edge_agent.manifest import TrustStore
+from edge_agent.nudge import AsyncNudgeChannel
 from edge_agent.simrollout import SharedArtifacts, SimulatedModels
 from edge_agent.spool import DROPPED_METRIC
 from edge_agent.state import AgentState, StateError, read_json, write_private_json
@@ -39,6 +46,7 @@ from edge_agent.state import AgentState, StateError, read_json, write_private_js
 log = logging.getLogger(__name__)
 
 MAX_PENDING_SAMPLES = 500  # the protocol's default batch limit
+RESERVED_FDS = 64  # descriptors kept for state and model files, the event loop, stdio
 
 
 @dataclass
@@ -53,6 +61,8 @@ class SimConfig:
     status_every_s: float = 10.0
     max_connections: int = 100
     faulty: frozenset[int] = frozenset()  # agent indexes whose health checks always fail
+    nudge_backoff_base_s: float = 1.0  # reconnection delays of the nudge WebSocket
+    nudge_backoff_cap_s: float = 300.0
 
     @property
     def max_downloads(self) -> int:
@@ -73,12 +83,15 @@ class SimStats:
     fatal_reasons: list[str] = field(default_factory=list)
     model_reports: dict[str, int] = field(default_factory=dict)  # reports sent, by state
     downloaded_bytes: int = 0
+    nudge_channels: int = 0  # nudge WebSockets open right now (counted at each status line)
+    nudges: int = 0  # times a nudge woke an agent (catch-ups after a reconnection included)
 
     def line(self) -> str:
         line = (
             f"simulate: {self.active}/{self.total} agents enrolled "
             f"({self.enrolled} enrollments, {self.reused} reused), {self.heartbeats} heartbeats "
-            f"({self.samples} samples), {self.errors} errors, {self.stopped_agents} stopped"
+            f"({self.samples} samples), {self.errors} errors, {self.stopped_agents} stopped; "
+            f"{self.nudge_channels} nudge channels open, {self.nudges} nudges"
         )
         if self.model_reports:
             states = ", ".join(f"{n} {state}" for state, n in sorted(self.model_reports.items()))
@@ -101,10 +114,12 @@ class SimulatedAgent:
         http: httpx.AsyncClient,
         shared: SharedArtifacts,
         stats: SimStats,
+        nudge: bool = True,
+        requests: asyncio.Semaphore | None = None,
     ) -> None:
         self._device = device
         self._config = config
-        self._client = AsyncAgentClient(http)
+        self._client = AsyncAgentClient(http, requests)
         self._stats = stats
         self.models = SimulatedModels(
             device.index,
@@ -127,6 +142,10 @@ class SimulatedAgent:
         self._state: AgentState | None = None
         self._pending: deque[dict[str, Any]] = deque()
         self._dropped = 0
+        self._nudge = nudge
+        self._nudge_task: asyncio.Task[None] | None = None
+        self.nudge_channel: AsyncNudgeChannel | None = None
+        self._wake = asyncio.Event()  # set by a nudge: heartbeat now
 
     async def run(self) -> None:
         try:
@@ -140,6 +159,33 @@ class SimulatedAgent:
         except _AgentStopped as exc:
             self._stats.active -= 1
             self._stop(str(exc))
+        finally:
+            await self._close_nudge_channel()
+
+    def nudged(self) -> None:
+        """The server has news for this device: end the wait for the next heartbeat now."""
+        self._stats.nudges += 1
+        self._wake.set()
+
+    def _open_nudge_channel(self) -> None:
+        if not self._nudge or self._nudge_task is not None:
+            return
+        self.nudge_channel = AsyncNudgeChannel(
+            self._config.server,
+            lambda: self._state.credential if self._state else "",
+            self.nudged,
+            random.Random(f"triad-sim-nudge:{self._config.seed}:{self._device.index}"),
+            self._config.nudge_backoff_base_s,
+            self._config.nudge_backoff_cap_s,
+        )
+        self._nudge_task = asyncio.create_task(self.nudge_channel.run())
+
+    async def _close_nudge_channel(self) -> None:
+        """Cancel the channel: its connection closes with a close handshake."""
+        task, self._nudge_task = self._nudge_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def _stop(self, reason: str) -> None:
         self._stats.stopped_agents += 1
@@ -246,17 +292,29 @@ class SimulatedAgent:
 
     async def _heartbeat_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        # A random phase spreads the fleet's heartbeats over the interval.
+        # A random phase spreads the fleet's heartbeats, and nudge connections, over the
+        # interval.
         await asyncio.sleep(self._rng.uniform(0.0, self._interval()))
+        self._open_nudge_channel()
         last_t = loop.time()
         retry_at = 0.0
         while True:
             now = loop.time()
+            if self._wake.is_set():
+                # Cleared before the request: a nudge during it means another heartbeat.
+                self._wake.clear()
+                retry_at = now  # the server just spoke: no need to wait out a backoff
             self._queue(self._device.sample(datetime.now(UTC), now - last_t))
             last_t = now
             if now >= retry_at:
                 retry_at = await self._send_pending(now)
-            await asyncio.sleep(jittered(self._interval(), self._rng))
+            await self._sleep(jittered(self._interval(), self._rng))
+
+    async def _sleep(self, delay_s: float) -> None:
+        """Sleep ``delay_s``, or less if a nudge comes."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay_s):
+                await self._wake.wait()
 
     def _queue(self, sample: dict[str, Any]) -> None:
         if len(self._pending) >= MAX_PENDING_SAMPLES:
@@ -306,6 +364,9 @@ class SimulatedAgent:
             raise _AgentStopped(f"heartbeat refused: {exc}")
         log.warning("agent %d: credential rejected, enrolling again", self._device.index)
         await self._enroll()
+        if self._nudge_task is not None:  # reconnect as the new device
+            await self._close_nudge_channel()
+            self._open_nudge_channel()
 
 
 class _AgentStopped(Exception):
@@ -320,8 +381,15 @@ async def _report_status(
 ) -> None:
     while True:
         await asyncio.sleep(every_s)
-        stats.downloaded_bytes = sum(agent.models.downloaded_bytes for agent in agents)
+        _count(stats, agents)
         report(stats.line())
+
+
+def _count(stats: SimStats, agents: list[SimulatedAgent]) -> None:
+    stats.downloaded_bytes = sum(agent.models.downloaded_bytes for agent in agents)
+    stats.nudge_channels = sum(
+        agent.nudge_channel is not None and agent.nudge_channel.open for agent in agents
+    )
 
 
 async def run_simulation(
@@ -333,11 +401,13 @@ async def run_simulation(
     stop = stop or asyncio.Event()
     tiers = tiers_from_mix(config.mix)
     stats = SimStats(total=len(tiers))
-    limits = httpx.Limits(
-        max_connections=max(1, min(config.max_connections, len(tiers))),
-        max_keepalive_connections=max(1, min(config.max_connections, len(tiers))),
-    )
+    pool = max(1, min(config.max_connections, len(tiers)))
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
     shared = SharedArtifacts(config.state_dir / "sim-models", config.max_downloads)
+    nudge_channels = nudge_channel_budget(len(tiers), pool)
+    # Requests other than downloads (which have their own semaphore) wait here, not in
+    # httpx's pool: see AsyncAgentClient.
+    requests = asyncio.Semaphore(pool)
     async with httpx.AsyncClient(
         base_url=config.server,
         limits=limits,
@@ -345,12 +415,21 @@ async def run_simulation(
         headers={"User-Agent": USER_AGENT},
     ) as http:
         agents = [
-            SimulatedAgent(draw_device(index, tier, config.seed), config, http, shared, stats)
+            SimulatedAgent(
+                draw_device(index, tier, config.seed),
+                config,
+                http,
+                shared,
+                stats,
+                nudge=index < nudge_channels,
+                requests=requests,
+            )
             for index, tier in enumerate(tiers)
         ]
         tasks = [asyncio.create_task(agent.run()) for agent in agents]
         reporter = asyncio.create_task(_report_status(stats, config.status_every_s, report, agents))
         await _wait_for_end(tasks, stop, config.duration_s)
+        _count(stats, agents)  # the channels open at the end, before they close
         for task in [*tasks, reporter]:
             task.cancel()
         results = await asyncio.gather(*tasks, reporter, return_exceptions=True)
@@ -361,6 +440,42 @@ async def run_simulation(
             log.error("a simulated agent crashed: %r", result)
     report(stats.line())
     return stats
+
+
+def nudge_channel_budget(agents: int, http_pool: int) -> int:
+    """How many agents may hold a nudge socket, raising the soft descriptor limit if need be.
+
+    Each agent's nudge WebSocket is a descriptor, on top of the HTTP pool and the files.
+    A common soft limit of 1024 would not fit a thousand agents, so it is raised towards
+    the hard limit; where even that is too low, the agents beyond the budget go without
+    the nudge (and learn of orders at their heartbeats) rather than starve the
+    heartbeats and state files of descriptors.
+    """
+    try:
+        import resource
+    except ImportError:  # not a Unix: no limit to read
+        return agents
+    needed = agents + http_pool + RESERVED_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return agents
+    if soft < needed:
+        wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            log.debug("cannot raise the descriptor limit to %d: %s", wanted, exc)
+    budget = max(0, min(agents, soft - http_pool - RESERVED_FDS))
+    if budget < agents:
+        log.warning(
+            "a limit of %d open files leaves nudge channels for %d of %d agents; "
+            "the others learn of orders at their heartbeats",
+            soft,
+            budget,
+            agents,
+        )
+    return budget
 
 
 async def _wait_for_end(
