@@ -6,8 +6,10 @@ its own request (the server's serving load is real) and verifies the size, the S
 the signature chain and the version rules itself, exactly as a real agent does; but the
 process keeps **one file per sha256** (written by one agent at a time while no copy
 exists; the others only count and hash) and runs the onnxruntime health check **once per
-sha256**. Every
-state is reported like a real agent's. ``--faulty`` agents fail every health check, for
+sha256**. Every state is reported like a real agent's. A profiling order is timed **once
+per sha256 and run count**, with as many runs as the order asks, and that measurement is
+what every agent with the order reports: the ``runs`` it reports were timed, once, on
+the simulator's machine. ``--faulty`` agents fail every health check, for
 benchmarks and tests of a rollout that has to stop.
 
 What a simulated agent holds (active, previous, versions, failures) is kept in
@@ -79,6 +81,7 @@ class SharedArtifacts:
         self.partial.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.downloads = asyncio.Semaphore(max_downloads)
         self._checks: dict[str, asyncio.Task[HealthReport | ManifestRefused]] = {}
+        self._profiles: dict[tuple[str, int], asyncio.Task[HealthReport | ManifestRefused]] = {}
         self._writers: set[str] = set()
         self._changes = asyncio.Event()  # set, and replaced, whenever a copy or writer changes
 
@@ -118,15 +121,29 @@ class SharedArtifacts:
     async def health(self, sha256: str, io: IoSignature) -> HealthReport:
         """The onnxruntime check of ``sha256``, run once for all agents; raises its refusal."""
         if sha256 not in self._checks:
-            self._checks[sha256] = asyncio.create_task(self._check(sha256, io))
-        outcome = await asyncio.shield(self._checks[sha256])
+            # No budget here: each agent compares the p50 with its own order's budget.
+            spec = HealthCheckSpec(latency_budget_ms=None, probe_runs=5)
+            self._checks[sha256] = asyncio.create_task(self._check(sha256, io, spec))
+        return await self._outcome(self._checks[sha256])
+
+    async def profile(self, sha256: str, io: IoSignature, runs: int) -> HealthReport:
+        """``runs`` timed inferences of ``sha256``, measured once for all agents that ask."""
+        key = (sha256, runs)
+        if key not in self._profiles:
+            spec = HealthCheckSpec(latency_budget_ms=None, probe_runs=runs)
+            self._profiles[key] = asyncio.create_task(self._check(sha256, io, spec))
+        return await self._outcome(self._profiles[key])
+
+    @staticmethod
+    async def _outcome(task: asyncio.Task[HealthReport | ManifestRefused]) -> HealthReport:
+        outcome = await asyncio.shield(task)  # one agent's cancellation must not stop it
         if isinstance(outcome, ManifestRefused):
             raise outcome
         return outcome
 
-    async def _check(self, sha256: str, io: IoSignature) -> HealthReport | ManifestRefused:
-        # No budget here: each agent compares the p50 with its own order's budget.
-        spec = HealthCheckSpec(latency_budget_ms=None, probe_runs=5)
+    async def _check(
+        self, sha256: str, io: IoSignature, spec: HealthCheckSpec
+    ) -> HealthReport | ManifestRefused:
         try:
             return await asyncio.to_thread(health_check, self.model_path(sha256), io, spec)
         except ManifestRefused as refusal:
@@ -393,7 +410,8 @@ class SimulatedModels:
     # --- profiling (docs/rollouts.md, "Profiling")
 
     def offer_profile(self, order: ProfileOrder | None) -> None:
-        """Time ``order``'s model (every byte downloaded, one shared measurement per sha256)."""
+        """Time ``order``'s model: every byte downloaded by this agent; the order's ``runs``
+        timed once per sha256 and run count, that measurement shared by the process."""
         if order is None or order == self._profile_order:
             return
         if self._profile_task is not None:
@@ -418,8 +436,8 @@ class SimulatedModels:
         if artifact is None or io is None:
             raise ManifestRefused(Reason.MALFORMED, "a profiling order must name an artifact")
         await self._fetch_copy(order.artifact_url, artifact, progress=None)
-        # The process measures each sha256 once: the p50 and p95 of its probe runs.
-        report = await self._shared.health(artifact.sha256, io)
+        # The process times each (sha256, runs) once: the p50 and p95 of the runs asked for.
+        report = await self._shared.profile(artifact.sha256, io, order.runs)
         return profile_result_body(
             order.run_id, "measured", report.p50_ms, report.p95_ms, report.runs
         )

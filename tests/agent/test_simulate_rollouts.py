@@ -206,8 +206,29 @@ def test_simulated_agents_answer_profiling_orders(
     results = [body for _, body in control_plane.profile_results]
     assert {(r["run_id"], r["state"]) for r in results} == {(order["run_id"], "measured")}
     assert all(0 < r["p50_ms"] <= r["p95_ms"] for r in results)
+    assert {r["runs"] for r in results} == {3}  # the runs asked for, not a default
     assert len([r for r in control_plane.artifact_requests if r[0] == sha(MODEL_B)]) == AGENTS
     assert control_plane.reports() == []  # nothing was installed
+
+
+def test_a_profiling_order_for_more_runs_is_timed_again(
+    control_plane: StandInControlPlane, tmp_path: Path
+) -> None:
+    """One process shares a measurement per sha256 and run count, never across counts."""
+    orders = [control_plane.publish_profile(MODEL_B, io_for(), runs=2)]
+
+    def measured(run_id: str) -> int:
+        with control_plane.lock:
+            return sum(body["run_id"] == run_id for _, body in control_plane.profile_results)
+
+    def second_order_when_the_first_is_measured() -> bool:
+        if len(orders) == 1 and measured(orders[0]["run_id"]) == AGENTS:
+            orders.append(control_plane.publish_profile(MODEL_B, io_for(), runs=9))
+        return len(orders) == 2 and measured(orders[1]["run_id"]) == AGENTS
+
+    simulate(control_plane, tmp_path, second_order_when_the_first_is_measured)
+    runs = {(body["run_id"], body["runs"]) for _, body in control_plane.profile_results}
+    assert runs == {(orders[0]["run_id"], 2), (orders[1]["run_id"], 9)}
 
 
 @pytest.mark.parametrize(
