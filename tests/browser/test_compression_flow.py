@@ -20,7 +20,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,11 @@ import numpy as np
 import pytest
 
 from devices.models import Device
-from tests.browser.test_fleet_live import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.test_scheduling_flow import Session
 from tests.conftest import ROOT
 from tests.frontend.hub_helpers import hub_files
 from tests.frontend.scheduling_helpers import DeviceProfile, make_fleet
-from tests.integration.processes import Processes, Server, processes_fixture
+from tests.integration.processes import Processes, Server
 
 pytestmark = pytest.mark.browser
 
@@ -73,12 +71,6 @@ def samples(path: Path) -> int:
 
 
 @pytest.fixture
-def processes(tmp_path: Path, transactional_db: Any) -> Iterator[Processes]:
-    # After the database fixture, so the processes stop before the database is flushed.
-    yield from processes_fixture(tmp_path)
-
-
-@pytest.fixture
 def env(subprocess_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """The server and the worker share a MEDIA_ROOT of this test's own."""
     media = tmp_path / "media"
@@ -89,27 +81,6 @@ def env(subprocess_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def fleet(transactional_db: Any) -> list[Device]:
     return make_fleet(FLEET)
-
-
-@pytest.fixture
-def server(processes: Processes, env: dict[str, str]) -> Server:
-    server = processes.server(env)
-    processes.wait_server_ready(server)
-    return server
-
-
-@pytest.fixture
-def browser(server: Server) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run browser tests")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def chart(chart_id: str) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,11 @@ import pytest
 
 from devices.actions import HardwareProfile, create_enrollment_token, enroll_device
 from models_hub.models import ModelArtifact
-from tests.browser.test_fleet_live import CHROMIUM, CHROMIUM_ARGS, in_thread
+from tests.browser.test_fleet_live import in_thread
 from tests.browser.test_scheduling_flow import Session
 from tests.conftest import HARDWARE
 from tests.frontend.deployment_helpers import deploy, onnx_model
-from tests.integration.processes import Processes, Server, processes_fixture
+from tests.integration.processes import Server
 
 pytestmark = pytest.mark.browser
 
@@ -106,12 +105,6 @@ def enroll(names: list[tuple[str, str, dict[str, str]]]) -> list[tuple[str, str,
 
 
 @pytest.fixture
-def processes(tmp_path: Path, transactional_db: Any) -> Iterator[Processes]:
-    # After the database fixture, so the processes stop before the database is flushed.
-    yield from processes_fixture(tmp_path)
-
-
-@pytest.fixture
 def env(subprocess_env: dict[str, str], settings: Any, tmp_path: Path) -> dict[str, str]:
     """The server and this process share a MEDIA_ROOT and a signing key ring of this test's
     own: the model is registered here, and signed there."""
@@ -135,27 +128,6 @@ def model(env: dict[str, str], operator: Any, tmp_path: Path) -> ModelArtifact:
 def fleet(env: dict[str, str]) -> list[tuple[str, str, str]]:
     cameras = [(name, "end", {"site": "north"}) for name in CAMERAS]
     return enroll(cameras + (SCREENSHOT_FLEET if SCREENSHOT else []))
-
-
-@pytest.fixture
-def server(processes: Processes, env: dict[str, str]) -> Server:
-    server = processes.server(env)
-    processes.wait_server_ready(server)
-    return server
-
-
-@pytest.fixture
-def browser(server: Server) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run browser tests")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def test_start_watch_pause_resume_and_abort_a_rollout(

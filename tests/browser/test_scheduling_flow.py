@@ -13,16 +13,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devices.models import Device
-from tests.browser.test_fleet_live import CHROMIUM, CHROMIUM_ARGS, PASSWORD
+from tests.browser.test_fleet_live import PASSWORD
 from tests.frontend.scheduling_helpers import DeviceProfile, make_fleet
-from tests.integration.processes import Processes, Server, processes_fixture
+from tests.integration.processes import Processes, Server
 
 pytestmark = pytest.mark.browser
 
@@ -43,35 +42,8 @@ LIVE_TIMEOUT_MS = 10_000
 
 
 @pytest.fixture
-def processes(tmp_path: Path, transactional_db: Any) -> Iterator[Processes]:
-    # After the database fixture, so the processes stop before the database is flushed.
-    yield from processes_fixture(tmp_path)
-
-
-@pytest.fixture
 def fleet(transactional_db: Any) -> list[Device]:
     return make_fleet(FLEET)
-
-
-@pytest.fixture
-def server(processes: Processes, subprocess_env: dict[str, str]) -> Server:
-    server = processes.server(subprocess_env)
-    processes.wait_server_ready(server)
-    return server
-
-
-@pytest.fixture
-def browser(server: Server) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run browser tests")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 class Session:

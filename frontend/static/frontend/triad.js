@@ -116,5 +116,37 @@ const Triad = (() => {
 
   refreshTimes();
   setInterval(refreshTimes, 1000);
-  return { fmt, relative, setTime, fromApi, isOlder, getJson, live };
+  // Replaces the element `id` with its namesake in `fresh` (a fetched page), if both exist.
+  function swap(fresh, id) {
+    const next = fresh.getElementById(id);
+    const current = document.getElementById(id);
+    if (next && current) current.replaceWith(next);
+  }
+
+  // `sync` (async) one run at a time: a call while it runs asks for one more run after it,
+  // so a burst of live events costs at most two fetches. `onError` runs when a run fails.
+  function serialised(sync, what, onError) {
+    let syncing = false;
+    let again = false;
+    return async function run() {
+      if (syncing) {
+        again = true;
+        return;
+      }
+      syncing = true;
+      try {
+        do {
+          again = false;
+          await sync();
+        } while (again);
+      } catch (error) {
+        if (onError) onError(error);
+        console.warn(`${what} resync failed`, error);
+      } finally {
+        syncing = false;
+      }
+    };
+  }
+
+  return { fmt, relative, setTime, fromApi, isOlder, getJson, live, swap, serialised };
 })();

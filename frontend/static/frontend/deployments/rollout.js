@@ -56,11 +56,6 @@
   }
 
   // --- resynchronising with the server ------------------------------------------------
-  function swap(fresh, id) {
-    const next = fresh.getElementById(id);
-    const current = document.getElementById(id);
-    if (next && current) current.replaceWith(next);
-  }
 
   // Device updates that arrive while a fetch is out are applied again after the swap:
   // `apply` keeps the newer of the two.
@@ -71,32 +66,16 @@
     const response = await fetch(pageUrl, { headers: { Accept: "text/html" } });
     if (!response.ok) throw new Error(`${pageUrl}: ${response.status}`);
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-    swap(fresh, "rollout-summary");
-    swap(fresh, "devices-card");
+    Triad.swap(fresh, "rollout-summary");
+    Triad.swap(fresh, "devices-card");
     for (const target of inFlight) apply(target);
     inFlight = null;
   }
 
-  let syncing = false;
-  let again = false;
-  async function resync() {
-    if (syncing) {
-      again = true;
-      return;
-    }
-    syncing = true;
-    try {
-      do {
-        again = false;
-        await syncOnce();
-      } while (again);
-    } catch (error) {
-      inFlight = null;
-      console.warn("rollout resync failed", error);
-    } finally {
-      syncing = false;
-    }
-  }
+  // One fetch at a time; events during a fetch ask for one more after it.
+  const resync = Triad.serialised(syncOnce, "rollout", () => {
+    inFlight = null;
+  });
 
   Triad.live(`/ws/deployments/${deploymentId}/`, {
     onMessage(message) {

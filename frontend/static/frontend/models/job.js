@@ -51,11 +51,6 @@
   }
 
   // --- resynchronising with the server ------------------------------------------------
-  function swap(fresh, id) {
-    const next = fresh.getElementById(id);
-    const current = document.getElementById(id);
-    if (next && current) current.replaceWith(next);
-  }
 
   // Lines that arrive while a fetch is out may or may not be in its log: kept here, and
   // appended after the swap unless the fetched log ends with them.
@@ -66,8 +61,8 @@
     const response = await fetch(pageUrl, { headers: { Accept: "text/html" } });
     if (!response.ok) throw new Error(`${pageUrl}: ${response.status}`);
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-    swap(fresh, "job-summary");
-    swap(fresh, "log-card");
+    Triad.swap(fresh, "job-summary");
+    Triad.swap(fresh, "log-card");
     const log = document.getElementById("job-log");
     const tail = log.textContent.split("\n").slice(-inFlight.length - 5).map(unstamped);
     appendLines(inFlight.filter((line) => !tail.includes(line)));
@@ -78,31 +73,15 @@
     const result = fresh.getElementById("result");
     const shown = document.getElementById("result").hasAttribute("data-ready");
     if (result.hasAttribute("data-ready") !== shown) {
-      swap(fresh, "result");
+      Triad.swap(fresh, "result");
       drawComparison();
     }
   }
 
-  let syncing = false;
-  let again = false;
-  async function resync() {
-    if (syncing) {
-      again = true;
-      return;
-    }
-    syncing = true;
-    try {
-      do {
-        again = false;
-        await syncOnce();
-      } while (again);
-    } catch (error) {
-      inFlight = null;
-      console.warn("job resync failed", error);
-    } finally {
-      syncing = false;
-    }
-  }
+  // One fetch at a time; events during a fetch ask for one more after it.
+  const resync = Triad.serialised(syncOnce, "job", () => {
+    inFlight = null;
+  });
 
   // --- the comparison -------------------------------------------------------------------
   function font() {

@@ -84,10 +84,6 @@
     if (drawn) drawCharts();
   }
 
-  function swap(fresh, id) {
-    const next = fresh.getElementById(id);
-    if (next) document.getElementById(id).replaceWith(next);
-  }
 
   async function syncOnce() {
     const url = new URL(pageUrl, location.href);
@@ -96,13 +92,13 @@
     const response = await fetch(url, { headers: { Accept: "text/html" } });
     if (!response.ok) throw new Error(`${url}: ${response.status}`);
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-    swap(fresh, "job-summary");
-    swap(fresh, "decisions");
+    Triad.swap(fresh, "job-summary");
+    Triad.swap(fresh, "decisions");
     // The result is swapped in once: after that the user may be choosing a solution.
     const result = fresh.getElementById("result");
     if (result.hasAttribute("data-ready") &&
         !document.getElementById("result").hasAttribute("data-ready")) {
-      swap(fresh, "result");
+      Triad.swap(fresh, "result");
       TriadFront.init();
     }
     const next = readData(fresh);
@@ -112,25 +108,7 @@
   }
 
   // One fetch at a time; events during a fetch ask for one more after it.
-  let syncing = false;
-  let again = false;
-  async function resync() {
-    if (syncing) {
-      again = true;
-      return;
-    }
-    syncing = true;
-    try {
-      do {
-        again = false;
-        await syncOnce();
-      } while (again);
-    } catch (error) {
-      console.warn("job resync failed", error);
-    } finally {
-      syncing = false;
-    }
-  }
+  const resync = Triad.serialised(syncOnce, "job");
 
   Triad.live(`/ws/scheduling/jobs/${jobId}/`, {
     onMessage(message) {
