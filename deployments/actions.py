@@ -561,7 +561,8 @@ def record_model_status(device: Device, report: StatusReport) -> DeploymentTarge
     manifest = deployment.manifests.filter(pk=report.version).first()
     if manifest is None:
         raise DeploymentError("Not a manifest version of this deployment.", "version")
-    _record_installed(device, report)
+    if report.state in ("active", "failed"):  # what a device serves changes only then
+        _record_installed(device, report)
     if _apply(target, manifest.kind, report):
         target.updated_at = timezone.now()
         target.save()

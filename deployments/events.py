@@ -38,10 +38,16 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def deployment_summary(deployment: Deployment) -> dict[str, Any]:
+def state_counts(deployment: Deployment) -> dict[str, int]:
+    """Devices per target state, every state named (0 for none)."""
     counts = dict(
         deployment.targets.values_list("state").annotate(n=Count("pk")).values_list("state", "n")
     )
+    return {state: counts.get(state, 0) for state in TargetState.values}
+
+
+def deployment_summary(deployment: Deployment) -> dict[str, Any]:
+    counts = state_counts(deployment)
     return {
         "id": str(deployment.id),
         "name": deployment.name,
@@ -49,7 +55,7 @@ def deployment_summary(deployment: Deployment) -> dict[str, Any]:
         "phase": deployment.phase,
         "phase_count": deployment.phase_count,
         "ended_reason": deployment.ended_reason,
-        "counts": {state: counts.get(state, 0) for state in TargetState.values},
+        "counts": counts,
         "targets": sum(counts.values()),
         "created_at": _iso(deployment.created_at),
         "finished_at": _iso(deployment.finished_at),

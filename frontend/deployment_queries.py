@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
+from deployments.events import state_counts
 from deployments.models import (
     Deployment,
     DeploymentTarget,
@@ -71,11 +72,6 @@ class StateBar:
     def text(self) -> str:
         """The bar in words: "3 active, 1 downloading, 2 pending"."""
         return ", ".join(f"{s.count} {s.label.lower()}" for s in self.segments) or "no devices"
-
-
-def _counts(deployment: Deployment) -> dict[str, int]:
-    rows = deployment.targets.values_list("state").annotate(n=Count("pk"))
-    return dict(rows.values_list("state", "n"))
 
 
 # --- the list ---------------------------------------------------------------------------
@@ -178,11 +174,11 @@ class Rollout:
 
 
 def rollout(deployment: Deployment) -> Rollout:
-    counts = _counts(deployment)
+    counts = state_counts(deployment)
     phases = phase_rows(deployment)
     return Rollout(
         bar=StateBar(counts),
-        count_of={state: counts.get(state, 0) for state in TargetState.values},
+        count_of=counts,
         phases=phases,
         phase_labels={row.phase: row.label for row in phases},
         targets=list(target_rows(deployment)),

@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from deployments.actions import AGENT_STATES, MAX_PROFILE_RUNS
+from deployments.events import state_counts
 from deployments.models import (
     Deployment,
     DeploymentTarget,
@@ -105,10 +106,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_counts(self, deployment: Deployment) -> dict[str, int]:
-        from deployments.events import deployment_summary
-
-        counts: dict[str, int] = deployment_summary(deployment)["counts"]
-        return counts
+        return state_counts(deployment)
 
 
 class DeploymentTargetSerializer(serializers.ModelSerializer):
