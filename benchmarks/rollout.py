@@ -267,24 +267,31 @@ def describe(run: dict[str, Any]) -> str:
 
 
 # --- results -----------------------------------------------------------------------------
-def render_markdown(report: dict[str, Any]) -> str:
-    runs = [run for fleet in report["fleets"] for run in fleet["runs"]]
+def readme_table(report: dict[str, Any]) -> str:
+    """The results table, as README.md shows it (tests/test_readme.py checks it is there)."""
     rows = [
         "| agents | artifact | outcome | time to all (s) | phases released at (s) | "
         "server wrote (MiB) | N x artifact (MiB) | server CPU (s) |",
         "|---:|---:|---|---:|---|---:|---:|---:|",
     ]
-    for run in runs:
+    for run in runs_of(report):
         artifact_mib = run["size_bytes"] / 2**20
         phases = ", ".join(f"{t:g}" for t in run["phase_released_at_s"].values())
-        outcome = run["status"] + (
-            f" (faulty {run['faulty_agent']})" if "faulty_agent" in run else ""
-        )
+        faulty = f" (faulty {run['faulty_agent']})" if "faulty_agent" in run else ""
         rows.append(
-            f"| {run['agents']} | {artifact_mib:.0f} MiB | {outcome} | {run['seconds']:.1f} | "
-            f"{phases} | {run['server_written_bytes'] / 2**20:,.0f} | "
+            f"| {run['agents']} | {artifact_mib:.0f} MiB | {run['status']}{faulty} | "
+            f"{run['seconds']:.1f} | {phases} | {run['server_written_bytes'] / 2**20:,.0f} | "
             f"{run['agents'] * artifact_mib:,.0f} | {run['server_cpu_s']:.1f} |"
         )
+    return "\n".join(rows)
+
+
+def runs_of(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [run for fleet in report["fleets"] for run in fleet["runs"]]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    runs = runs_of(report)
     lines = [
         "# Rollout benchmark",
         "",
@@ -293,7 +300,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "runs. Canary 10 %, then batches of 30 % of the fleet; time from the API call that "
         "creates (approves) the rollout until the API reports it ended.",
         "",
-        *rows,
+        readme_table(report),
         "",
     ]
     for run in runs:

@@ -1,4 +1,4 @@
-"""The README's scheduling benchmark table says what the committed results say."""
+"""The README's benchmark tables say what the committed results say."""
 
 from __future__ import annotations
 
@@ -44,3 +44,10 @@ def test_the_compression_tables_match_the_benchmark_results() -> None:
 
     results = json.loads((ROOT / "benchmarks/results/compression.json").read_text())
     assert readme_tables(results) in (ROOT / "README.md").read_text()
+
+
+def test_the_rollout_table_matches_the_benchmark_results() -> None:
+    from benchmarks.rollout import readme_table
+
+    results = json.loads((ROOT / "benchmarks/results/rollout.json").read_text())
+    assert readme_table(results) in (ROOT / "README.md").read_text()
